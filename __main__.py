@@ -1,0 +1,53 @@
+"""lvs-cluster: an LVS-NAT (IPVS) web cluster on libvirt.
+
+Reads the stack configuration once into a validated model, then wires the components.
+"""
+
+import pulumi
+
+from components import remote
+from components.client import Client
+from components.config import load_settings
+from components.director import Director
+from components.image import BaseImage
+from components.ipvs import IpvsService, RealServer
+from components.network import ClusterNetwork
+from components.nfs_server import NfsServer
+from components.snat import SnatRule
+from components.web_node import WebNode
+
+settings = load_settings(pulumi.Config("lvs"), stack=pulumi.get_stack())
+
+networks = {
+    "internal": ClusterNetwork("internal", settings.internal),
+    "external": ClusterNetwork("external", settings.external),
+}
+base_image = BaseImage("base-image", settings.image, stack=settings.stack)
+
+nfs = NfsServer(settings, base_image=base_image, networks=networks)
+web_nodes = [WebNode(settings, web, base_image=base_image, networks=networks) for web in settings.web_servers]
+director = Director(settings, base_image=base_image, networks=networks)
+clients = [Client(settings, client, base_image=base_image, networks=networks) for client in [settings.client] if client]
+
+director_ssh = remote.connection(settings, settings.director.internal_ip)
+ipvs = IpvsService(
+    "ipvs",
+    settings.service,
+    vip=settings.vip,
+    real_servers=[RealServer(node.settings.name, node.settings.ip, node.settings.weight, node.vm.ready) for node in web_nodes],
+    connection=director_ssh,
+    director_ready=director.vm.ready,
+)
+snat = SnatRule(
+    "snat",
+    source=settings.internal.cidr,
+    to_source=settings.director.external_ip,
+    stack=settings.stack,
+    connection=director_ssh,
+    director_ready=director.vm.ready,
+)
+
+pulumi.export("vipUrl", settings.vip_url)
+pulumi.export("nodes", settings.inventory())
+pulumi.export("ipvsTable", ipvs.table.stdout)
+pulumi.export("snatRule", snat.rule)

@@ -1,0 +1,1 @@
+"""Pulumi components of lvs-cluster: one idea each, wired together by ``__main__.py``."""

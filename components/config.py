@@ -1,0 +1,490 @@
+"""The stack configuration, read once into one typed and validated model.
+
+Every component receives pieces of :class:`ClusterSettings`; none reads ``pulumi.Config``.
+Validation happens here, before any resource is registered, and each failure is one
+:class:`ConfigError` naming the key (``lvs:webServers[1].weight``) and the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import PurePosixPath
+from typing import Any, TypeVar
+
+import pulumi
+
+NAMESPACE = "lvs"
+
+# Every scheduler ipvsadm(8) knows.
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh")
+# LVS forwarding methods; only NAT is built so far.
+KNOWN_MODES = ("nat", "dr", "tun")
+SUPPORTED_MODES = ("nat",)
+DOMAIN_TYPES = ("kvm", "qemu")
+
+# Interface names the guests give their NICs (matched by MAC), used by the SNAT rule.
+INTERNAL_NIC = "int0"
+EXTERNAL_NIC = "ext0"
+
+_HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
+_LIBVIRT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+class ConfigError(pulumi.RunError):
+    """Bad stack configuration. Pulumi prints the message alone, without a stack trace."""
+
+
+_REQUIRED: Any = object()
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MachineSize:
+    memory_mib: int
+    vcpus: int
+
+
+# Defaults per role: the web tier and the director are light under NAT at lab scale.
+DEFAULT_SIZES = {
+    "director": MachineSize(memory_mib=512, vcpus=1),
+    "nfs": MachineSize(memory_mib=512, vcpus=1),
+    "web": MachineSize(memory_mib=512, vcpus=1),
+    "client": MachineSize(memory_mib=384, vcpus=1),
+}
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    source: str
+    pool: str
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    role: str  # "internal" or "external"
+    name: str
+    cidr: IPv4Network
+    host_ip: IPv4Address  # the libvirt host's own address on this network
+    bridge: str | None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    port: int
+    scheduler: str
+    persistence: int  # seconds; 0 = no persistence
+    mode: str
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class DirectorSettings:
+    name: str
+    internal_ip: IPv4Address
+    external_ip: IPv4Address
+    size: MachineSize
+
+
+@dataclass(frozen=True)
+class NfsSettings:
+    name: str
+    ip: IPv4Address
+    exports: tuple[PurePosixPath, ...]
+    size: MachineSize
+
+
+@dataclass(frozen=True)
+class WebServerSettings:
+    name: str
+    ip: IPv4Address
+    export: PurePosixPath
+    weight: int
+    size: MachineSize
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    name: str
+    ip: IPv4Address
+    size: MachineSize
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    stack: str
+    image: ImageSettings
+    ssh_public_key: str
+    ssh_private_key: Any  # pulumi.Output[str], a secret
+    admin_user: str
+    domain_type: str
+    internal: NetworkSettings
+    external: NetworkSettings
+    service: ServiceSettings
+    director: DirectorSettings
+    nfs: NfsSettings
+    web_servers: tuple[WebServerSettings, ...]
+    client: ClientSettings | None
+
+    @property
+    def vip(self) -> IPv4Address:
+        # In NAT mode the virtual IP is the director's external address.
+        return self.director.external_ip
+
+    @property
+    def vip_url(self) -> str:
+        port = "" if self.service.port == 80 else f":{self.service.port}"
+        return f"http://{self.vip}{port}/"
+
+    def inventory(self) -> dict[str, dict[str, str]]:
+        """Each node's role, libvirt domain and addresses, as the `nodes` stack output."""
+        nodes = {
+            self.director.name: {
+                "role": "director",
+                "internalIp": str(self.director.internal_ip),
+                "externalIp": str(self.director.external_ip),
+            },
+            self.nfs.name: {"role": "nfs", "internalIp": str(self.nfs.ip)},
+            **{web.name: {"role": "web", "internalIp": str(web.ip)} for web in self.web_servers},
+        }
+        if self.client:
+            nodes[self.client.name] = {"role": "client", "externalIp": str(self.client.ip)}
+        return {name: {**node, "domain": self.domain_name(name)} for name, node in nodes.items()}
+
+    def domain_name(self, node_name: str) -> str:
+        """libvirt names are unique per host: prefix the stack so environments can share one."""
+        return f"{self.stack}-{node_name}"
+
+
+class _Section:
+    """Typed reads from one mapping of raw config, with errors that name the full key."""
+
+    def __init__(self, raw: Any, key: str, separator: str = ".") -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
+        self.raw = raw
+        self.key = key
+        self.separator = separator
+        self._seen: set[str] = set()
+
+    def path(self, name: str) -> str:
+        return f"{self.key}{self.separator}{name}"
+
+    def _get(self, name: str, default: Any) -> Any:
+        self._seen.add(name)
+        if name in self.raw and self.raw[name] is not None:
+            return self.raw[name]
+        if default is _REQUIRED:
+            raise ConfigError(f"{self.path(name)}: missing (required)")
+        return default
+
+    def string(self, name: str, default: Any = _REQUIRED) -> Any:
+        value = self._get(name, default)
+        if value is not default and not isinstance(value, str):
+            raise ConfigError(f"{self.path(name)}: {value!r} is not a string")
+        return value
+
+    def integer(self, name: str, default: Any = _REQUIRED, lo: int = 0, hi: int = 2**31) -> int:
+        value = self._get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+                value = int(value)
+            else:
+                raise ConfigError(f"{self.path(name)}: {value!r} is not a whole number")
+        if not lo <= value <= hi:
+            raise ConfigError(f"{self.path(name)}: {value} is out of range {lo}..{hi}")
+        return int(value)
+
+    def address(self, name: str) -> IPv4Address:
+        value = self.string(name)
+        try:
+            return IPv4Address(value.strip())
+        except ValueError:
+            raise ConfigError(f"{self.path(name)}: {value!r} is not an IPv4 address") from None
+
+    def section(self, name: str, default: Any = _REQUIRED) -> _Section:
+        return _Section(self._get(name, default), self.path(name))
+
+    def items(self, name: str) -> Iterator[_Section]:
+        value = self._get(name, _REQUIRED)
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.path(name)}: expected a list, got {value!r}")
+        for index, item in enumerate(value):
+            yield _Section(item, f"{self.path(name)}[{index}]")
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.raw) - self._seen)
+        if unknown:
+            raise ConfigError(f"{self.path(unknown[0])}: unknown key (known: {', '.join(sorted(self._seen))})")
+
+
+def _hostname(section: _Section, name: str = "name", default: Any = _REQUIRED) -> str:
+    value = section.string(name, default)
+    if not _HOSTNAME_LABEL.fullmatch(value):
+        raise ConfigError(
+            f"{section.path(name)}: {value!r} is not usable as a hostname "
+            "(lowercase letters, digits and '-', at most 63, not starting or ending with '-')"
+        )
+    return str(value)
+
+
+def _choice(section: _Section, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = section.string(name, default)
+    if value not in allowed:
+        raise ConfigError(f"{section.path(name)}: unknown value {value!r} (one of: {', '.join(allowed)})")
+    return str(value)
+
+
+def _size(section: _Section, role: str) -> MachineSize:
+    default = DEFAULT_SIZES[role]
+    return MachineSize(
+        memory_mib=section.integer("memory", default.memory_mib, lo=128, hi=1 << 20),
+        vcpus=section.integer("vcpus", default.vcpus, lo=1, hi=256),
+    )
+
+
+def _export_path(section: _Section, name: str, value: Any) -> PurePosixPath:
+    if not isinstance(value, str) or not value.startswith("/") or re.search(r"\s", value) or value.rstrip("/") == "":
+        raise ConfigError(f"{section.path(name)}: {value!r} is not an absolute path without spaces")
+    path = PurePosixPath(value)
+    if ".." in path.parts:
+        raise ConfigError(f"{section.path(name)}: {value!r} must not contain '..'")
+    return path
+
+
+def _network(section: _Section, role: str) -> NetworkSettings:
+    name = section.string("name")
+    if not _LIBVIRT_NAME.fullmatch(name):
+        raise ConfigError(f"{section.path('name')}: {name!r} is not a usable libvirt network name")
+    raw_cidr = section.string("cidr")
+    try:
+        cidr = IPv4Network(raw_cidr.strip(), strict=True)
+    except ValueError as error:
+        raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is not an IPv4 network in CIDR form ({error})") from None
+    if cidr.prefixlen > 29:
+        raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is too small for a cluster network (at most /29)")
+    # The host side defaults to the last usable address so libvirt's usual `.1` stays free:
+    # the seed's VIP is 12.0.0.1.
+    host_ip = section.address("hostIp") if "hostIp" in section.raw else cidr.broadcast_address - 1
+    _require_usable(section.path("hostIp"), host_ip, cidr)
+    bridge = section.string("bridge", None)
+    if bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
+        raise ConfigError(f"{section.path('bridge')}: {bridge!r} is not a usable bridge name (at most 15 characters)")
+    section.reject_unknown()
+    return NetworkSettings(role=role, name=name, cidr=cidr, host_ip=host_ip, bridge=bridge)
+
+
+def _require_usable(key: str, address: IPv4Address, network: IPv4Network) -> None:
+    if address not in network:
+        raise ConfigError(f"{key}: {address} is outside its network {network}")
+    if address in (network.network_address, network.broadcast_address):
+        raise ConfigError(f"{key}: {address} is the network or broadcast address of {network}")
+
+
+def _unique(values: list[tuple[str, T]], what: str, show: Callable[[T], str] = str) -> None:
+    seen: dict[T, str] = {}
+    for key, value in values:
+        if value in seen:
+            raise ConfigError(f"{key}: {what} {show(value)} is already used by {seen[value]}")
+        seen[value] = key
+
+
+def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) -> ClusterSettings:
+    """Builds the validated model from the raw `lvs:` values (already JSON-decoded)."""
+    top = _Section(raw, NAMESPACE, separator=":")
+
+    image_section = top.section("image")
+    image = ImageSettings(
+        source=image_section.string("source"),
+        pool=image_section.string("pool", "default"),
+    )
+    if not image.source.strip():
+        raise ConfigError(f"{image_section.path('source')}: must not be empty")
+    image_section.reject_unknown()
+
+    public_key = top.string("sshPublicKey", "")
+    if not public_key.strip():
+        raise ConfigError("lvs:sshPublicKey: missing (required: the public half of the key the Commands use)")
+    if not _SSH_KEY.fullmatch(public_key.strip()):
+        raise ConfigError(f"lvs:sshPublicKey: {public_key[:40]!r} is not an OpenSSH public key")
+    top._seen.add("sshPrivateKey")
+    if ssh_private_key is None:
+        raise ConfigError("lvs:sshPrivateKey: missing (required, as a secret: pulumi config set --secret lvs:sshPrivateKey < KEYFILE)")
+
+    admin_user = top.string("adminUser", "lvsadmin")
+    if not _POSIX_USER.fullmatch(admin_user) or admin_user == "root":
+        raise ConfigError(f"lvs:adminUser: {admin_user!r} is not a usable login name")
+    domain_type = _choice(top, "domainType", "kvm", DOMAIN_TYPES)
+
+    networks = top.section("networks")
+    internal = _network(networks.section("internal"), "internal")
+    external = _network(networks.section("external"), "external")
+    networks.reject_unknown()
+    if internal.cidr.overlaps(external.cidr):
+        raise ConfigError(f"lvs:networks.external.cidr: {external.cidr} overlaps lvs:networks.internal.cidr {internal.cidr}")
+    _unique([("lvs:networks.internal.name", internal.name), ("lvs:networks.external.name", external.name)], "name")
+
+    service_section = top.section("service", {})
+    service = ServiceSettings(
+        port=service_section.integer("port", 80, lo=1, hi=65535),
+        scheduler=_choice(service_section, "scheduler", "rr", SCHEDULERS),
+        persistence=service_section.integer("persistence", 0, lo=0, hi=2**31 - 1),
+        mode=_choice(service_section, "mode", "nat", KNOWN_MODES),
+    )
+    service_section.reject_unknown()
+    if service.mode not in SUPPORTED_MODES:
+        raise ConfigError(f"lvs:service.mode: {service.mode!r} is not yet supported (supported: {', '.join(SUPPORTED_MODES)})")
+
+    director_section = top.section("director")
+    director = DirectorSettings(
+        name=_hostname(director_section, default="director"),
+        internal_ip=director_section.address("internalIp"),
+        external_ip=director_section.address("externalIp"),
+        size=_size(director_section, "director"),
+    )
+    director_section.reject_unknown()
+
+    nfs_section = top.section("nfs")
+    raw_exports = nfs_section._get("exports", _REQUIRED)
+    if not isinstance(raw_exports, list) or not raw_exports:
+        raise ConfigError(f"lvs:nfs.exports: {raw_exports!r} must be a non-empty list of absolute paths")
+    exports = tuple(_export_path(nfs_section, f"exports[{i}]", value) for i, value in enumerate(raw_exports))
+    _unique([(f"lvs:nfs.exports[{i}]", path) for i, path in enumerate(exports)], "path")
+    nfs = NfsSettings(
+        name=_hostname(nfs_section, default="nfs"),
+        ip=nfs_section.address("ip"),
+        exports=exports,
+        size=_size(nfs_section, "nfs"),
+    )
+    nfs_section.reject_unknown()
+
+    web_servers = []
+    for item in top.items("webServers"):
+        export = _export_path(item, "export", item.string("export"))
+        if export not in exports:
+            raise ConfigError(f"{item.path('export')}: {str(export)!r} is not exported by the NFS server (lvs:nfs.exports)")
+        web_servers.append(
+            WebServerSettings(
+                name=_hostname(item),
+                ip=item.address("ip"),
+                export=export,
+                weight=item.integer("weight", 1, lo=0, hi=65535),
+                size=_size(item, "web"),
+            )
+        )
+        item.reject_unknown()
+    if not web_servers:
+        raise ConfigError("lvs:webServers: the list is empty (at least one web server is needed)")
+
+    client = None
+    if top.raw.get("client") is not None:
+        client_section = top.section("client")
+        client = ClientSettings(
+            name=_hostname(client_section, default="client"),
+            ip=client_section.address("ip"),
+            size=_size(client_section, "client"),
+        )
+        client_section.reject_unknown()
+    else:
+        top._seen.add("client")
+    top.reject_unknown()
+
+    # Where each address must live, and that no two things share a name or an address.
+    placed = [
+        ("lvs:director.internalIp", director.internal_ip, internal),
+        ("lvs:director.externalIp", director.external_ip, external),
+        ("lvs:nfs.ip", nfs.ip, internal),
+        *[(f"lvs:webServers[{i}].ip", web.ip, internal) for i, web in enumerate(web_servers)],
+        *([("lvs:client.ip", client.ip, external)] if client else []),
+    ]
+    for key, address, network in placed:
+        _require_usable(key, address, network.cidr)
+        if address == network.host_ip:
+            raise ConfigError(
+                f"{key}: {address} is the host-side address of network {network.name} "
+                f"(lvs:networks.{network.role}.hostIp); choose another address or set hostIp"
+            )
+    _unique([(key, address) for key, address, _ in placed], "address")
+    names = [
+        ("lvs:director.name", director.name),
+        ("lvs:nfs.name", nfs.name),
+        *[(f"lvs:webServers[{i}].name", web.name) for i, web in enumerate(web_servers)],
+        *([("lvs:client.name", client.name)] if client else []),
+    ]
+    _unique(names, "name", repr)
+
+    return ClusterSettings(
+        stack=stack,
+        image=image,
+        ssh_public_key=public_key.strip(),
+        ssh_private_key=ssh_private_key,
+        admin_user=admin_user,
+        domain_type=domain_type,
+        internal=internal,
+        external=external,
+        service=service,
+        director=director,
+        nfs=nfs,
+        web_servers=tuple(web_servers),
+        client=client,
+    )
+
+
+def load_settings(config: pulumi.Config, *, stack: str) -> ClusterSettings:
+    """Reads the `lvs:` namespace of the current stack once."""
+    raw: dict[str, Any] = {}
+    for key in _configured_keys(config.name):
+        if key == "sshPrivateKey":
+            continue
+        text = config.get(key)
+        raw[key] = _decode(key, text) if text is not None else None
+    return parse_settings(raw, stack=stack, ssh_private_key=config.get_secret("sshPrivateKey"))
+
+
+def _configured_keys(namespace: str) -> list[str]:
+    # Pulumi hands the program every configured key; reading them all catches typos such as
+    # `lvs:webserver`, which a key-by-key read would silently ignore.
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{namespace}:"
+    present = {key[len(prefix) :] for key in runtime_config.CONFIG.get() if key.startswith(prefix)}
+    present |= {key[len(prefix) :] for key in runtime_config.get_config_env() if key.startswith(prefix)}
+    return sorted(present | {"sshPublicKey"})
+
+
+def _decode(key: str, text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # plain strings such as the public key are stored unquoted
+
+
+def mac_address(address: IPv4Address) -> str:
+    """A stable, locally administered MAC derived from the NIC's IPv4 address.
+
+    Addresses are unique across the cluster, so MACs are too, and they survive a replace:
+    the guest's network-config matches NICs by MAC.
+    """
+    return "52:54:" + ":".join(f"{octet:02x}" for octet in address.packed)
+
+
+__all__ = [
+    "ClientSettings",
+    "ClusterSettings",
+    "ConfigError",
+    "DirectorSettings",
+    "ImageSettings",
+    "MachineSize",
+    "NetworkSettings",
+    "NfsSettings",
+    "ServiceSettings",
+    "WebServerSettings",
+    "load_settings",
+    "mac_address",
+    "parse_settings",
+]

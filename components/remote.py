@@ -1,0 +1,45 @@
+"""How the Commands reach the nodes, and how their scripts run there.
+
+The machine running `pulumi up` has its own address on each cluster network (the networks'
+`hostIp`), so it reaches every node directly over SSH as the admin user the nodes' cloud-init
+created. Scripts run as root through passwordless sudo, fed as a quoted here-document so the
+exact script shows verbatim in `pulumi preview`.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pulumi
+from pulumi_command import remote
+
+from .config import ClusterSettings
+
+# First boots are slow (a minute on KVM, minutes under software emulation): keep dialing.
+DIAL_ERROR_LIMIT = 120
+PER_DIAL_TIMEOUT_SECONDS = 10
+_HEREDOC_END = "LVS_CLUSTER_SCRIPT"
+
+
+def connection(settings: ClusterSettings, host: IPv4Address) -> remote.ConnectionArgs:
+    return remote.ConnectionArgs(
+        host=str(host),
+        user=settings.admin_user,
+        private_key=settings.ssh_private_key,
+        dial_error_limit=DIAL_ERROR_LIMIT,
+        per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
+    )
+
+
+def as_root(script: str) -> str:
+    """Runs a POSIX shell script as root with `set -eu` on the remote node."""
+    body = script.strip("\n")
+    if _HEREDOC_END in body.splitlines():
+        raise ValueError("script contains the here-document terminator")
+    return f"sudo -n sh -eu <<'{_HEREDOC_END}'\n{body}\n{_HEREDOC_END}\n"
+
+
+def script_options(parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> pulumi.ResourceOptions:
+    # A rule Command that must be replaced deletes the old rule first: when old and new are
+    # the same rule (a connection-only change), create-then-delete would remove it.
+    return pulumi.ResourceOptions(parent=parent, depends_on=depends_on, delete_before_replace=True)

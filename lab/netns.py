@@ -1,0 +1,248 @@
+"""A network namespace that holds one lab's networks.
+
+Every non-loopback address of the lab lives inside the namespace: bridges
+(the lab networks, optionally with a host-side address), tap devices for
+guest NICs, and the processes that use them (QEMU, ssh, curl) all run in it.
+Nothing is configured in the root namespace.
+
+    with Namespace("lvslab-1") as ns:
+        ns.add_bridge("br-int", "192.168.75.254/24")
+        ns.add_tap("tap-web1", "br-int")
+        ns.run(["ip", "-br", "addr"])
+        proc = ns.popen(["qemu-system-x86_64", ...])
+
+On exit (also on exceptions) the namespace ends, by PID, every process it
+started and any other process still inside it, deletes the taps and bridges
+it created and then the namespace itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+Log = Callable[[str], None]
+
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # IFNAMSIZ - 1
+_NSNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+class NamespaceError(RuntimeError):
+    pass
+
+
+def _ip(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def _check(cp: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+    if cp.returncode != 0:
+        raise NamespaceError(f"{what} failed (exit {cp.returncode}): {cp.stderr.strip()}")
+    return cp
+
+
+def existing_namespaces() -> list[str]:
+    out = _ip("netns", "list").stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def end_process(proc: subprocess.Popen, *, term_timeout: float = 10) -> int | None:
+    """End a process we started, by PID: SIGTERM, then SIGKILL. Returns exit code."""
+    if proc.poll() is not None:
+        return proc.returncode
+    for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, 10)):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.poll()
+
+
+class Namespace:
+    """Context manager for a network namespace created (and removed) by us."""
+
+    def __init__(self, name: str, *, log: Log | None = None):
+        if not _NSNAME.match(name):
+            raise ValueError(f"bad namespace name {name!r}")
+        self.name = name
+        self.log = log or _quiet
+        self._created = False
+        self._links: list[str] = []  # creation order; deleted in reverse
+        self._procs: list[subprocess.Popen] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> "Namespace":
+        self.create()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def create(self) -> None:
+        if self.name in existing_namespaces():
+            # Not ours: never adopt (or later delete) somebody else's namespace.
+            raise NamespaceError(f"network namespace {self.name!r} already exists")
+        _check(_ip("netns", "add", self.name), f"ip netns add {self.name}")
+        self._created = True
+        try:
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+        self.log(f"netns {self.name}: created")
+
+    def close(self) -> None:
+        """End processes, delete links, delete the namespace. Idempotent."""
+        if not self._created:
+            return
+        errors: list[str] = []
+        for proc in reversed(self._procs):
+            end_process(proc)
+        self._procs.clear()
+        # Anything else still inside our namespace was started from it.
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for link in reversed(self._links):
+            cp = _ip("-n", self.name, "link", "del", link)
+            if cp.returncode != 0 and "Cannot find device" not in cp.stderr:
+                errors.append(f"link del {link}: {cp.stderr.strip()}")
+        self._links.clear()
+        for _ in range(20):
+            cp = _ip("netns", "del", self.name)
+            if cp.returncode == 0 or self.name not in existing_namespaces():
+                break
+            time.sleep(0.5)
+        else:
+            errors.append(f"netns del {self.name}: {cp.stderr.strip()}")
+        self._created = False
+        self.log(f"netns {self.name}: removed")
+        if errors:
+            raise NamespaceError("; ".join(errors))
+
+    def pids(self) -> list[int]:
+        if not self._created:
+            return []
+        out = _ip("netns", "pids", self.name).stdout
+        return [int(x) for x in out.split() if x.isdigit()]
+
+    # ---------------------------------------------------------------- links
+
+    def ip(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """`ip -n NS ARGS...`, raising NamespaceError on failure."""
+        return _check(_ip("-n", self.name, *args, timeout=timeout),
+                      f"ip -n {self.name} {' '.join(args)}")
+
+    def _new_link(self, name: str) -> None:
+        if not _IFNAME.match(name):
+            raise ValueError(f"bad interface name {name!r} (at most 15 characters)")
+
+    def add_bridge(self, name: str, address_cidr: str | None = None) -> str:
+        """A bridge (one lab network); address_cidr is the namespace's own
+        address on it (e.g. "192.168.75.254/24"), or None for none."""
+        self._new_link(name)
+        self.ip("link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        self._links.append(name)
+        if address_cidr:
+            self.ip("addr", "add", address_cidr, "dev", name)
+        self.ip("link", "set", name, "up")
+        self.log(f"netns {self.name}: bridge {name} {address_cidr or ''}")
+        return name
+
+    def add_tap(self, name: str, bridge: str) -> str:
+        """A tap device for one guest NIC, attached to `bridge`."""
+        self._new_link(name)
+        self.ip("tuntap", "add", "dev", name, "mode", "tap")
+        self._links.append(name)
+        self.ip("link", "set", name, "master", bridge)
+        self.ip("link", "set", name, "up")
+        self.log(f"netns {self.name}: tap {name} on {bridge}")
+        return name
+
+    def add_address(self, dev: str, address_cidr: str) -> None:
+        """Another address on a device of this namespace (e.g. a second
+        network's gateway on a bridge)."""
+        self.ip("addr", "add", address_cidr, "dev", dev)
+
+    def sysctl(self, key: str, value: str) -> None:
+        """Set a sysctl of this namespace, e.g. ("net.ipv4.ip_forward", "1")."""
+        self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+
+    # ------------------------------------------------------------ processes
+
+    def _wrap(self, cmd: Sequence[str]) -> list[str]:
+        if not self._created:
+            raise NamespaceError(f"namespace {self.name} is not open")
+        return ["ip", "netns", "exec", self.name, *map(str, cmd)]
+
+    def run(self, cmd: Sequence[str], *, check: bool = True, timeout: float = 60,
+            input: bytes | str | None = None, text: bool = True,
+            capture: bool = True) -> subprocess.CompletedProcess:
+        """Run a command inside the namespace and wait for it (bounded)."""
+        kw: dict = dict(timeout=timeout, text=text)
+        if input is None:
+            kw["stdin"] = subprocess.DEVNULL
+        else:
+            kw["input"] = input
+        if capture:
+            kw["capture_output"] = True
+        full = self._wrap(cmd)
+        # subprocess.run kills the child by PID on timeout and re-raises.
+        cp = subprocess.run(full, **kw)
+        if check and cp.returncode != 0:
+            raise subprocess.CalledProcessError(cp.returncode, list(cmd), cp.stdout, cp.stderr)
+        return cp
+
+    def popen(self, cmd: Sequence[str], **kw) -> subprocess.Popen:
+        """Start a command inside the namespace; it is ended on close().
+
+        `ip netns exec` execs the command, so the Popen's pid is the pid of
+        the command itself.
+        """
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        proc = subprocess.Popen(self._wrap(cmd), **kw)
+        self._procs.append(proc)
+        return proc
+
+    def forget(self, proc: subprocess.Popen) -> None:
+        """Stop tracking a process that has been ended and waited for."""
+        if proc in self._procs and proc.poll() is not None:
+            self._procs.remove(proc)
+
+
+if __name__ == "__main__":
+    # tiny self-check: python -m lab.netns
+    with Namespace(f"lvslab-selftest-{os.getpid()}", log=lambda m: print(m, file=sys.stderr)) as ns:
+        ns.add_bridge("br0", "192.168.75.254/24")
+        ns.add_tap("tap0", "br0")
+        print(ns.run(["ip", "-br", "addr"]).stdout)
+        p = ns.popen(["sleep", "300"])
+    print("left namespaces:", existing_namespaces(), "sleep exit:", p.returncode)
