@@ -58,7 +58,10 @@ def _render_scalar(text: str, context: Mapping[str, Any]) -> Any:
     try:
         whole = _EXPRESSION.match(text)
         if whole:
-            return _plain(_ENV.compile_expression(whole["expr"], undefined_to_none=False)(**context))
+            value = _ENV.compile_expression(whole["expr"], undefined_to_none=False)(**context)
+            if isinstance(value, jinja2.Undefined):
+                value._fail_with_undefined_error()
+            return _plain(value)
         if "{{" in text or "{%" in text:
             return _ENV.from_string(text).render(**context)
     except jinja2.TemplateError as error:

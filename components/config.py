@@ -34,6 +34,7 @@ _SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk
 _LIBVIRT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
+
 class ConfigError(pulumi.RunError):
     """Bad stack configuration. Pulumi prints the message alone, without a stack trace."""
 

@@ -19,10 +19,7 @@ from .image import BaseImage
 from .network import ClusterNetwork
 
 # `cloud-init status --wait` exits non-zero when any module failed; print why, then fail.
-WAIT_FOR_CLOUD_INIT = (
-    "cloud-init status --wait >/dev/null 2>&1 || { cloud-init status --long; exit 1; }\n"
-    "cloud-init status --long\n"
-)
+WAIT_FOR_CLOUD_INIT = "cloud-init status --wait >/dev/null 2>&1 || { cloud-init status --long; exit 1; }\ncloud-init status --long\n"
 
 
 @dataclass(frozen=True)

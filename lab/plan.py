@@ -53,10 +53,10 @@ class Plan:
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [resource for resource in self.resources if resource.type == type_]
 
-    def named(self, name: str) -> PlannedResource:
-        matches = [resource for resource in self.resources if resource.name == name]
+    def named(self, name: str, type_: str | None = None) -> PlannedResource:
+        matches = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         if len(matches) != 1:
-            raise KeyError(f"{len(matches)} resources named {name!r}")
+            raise KeyError(f"{len(matches)} resources named {name!r} of type {type_ or 'any'}")
         return matches[0]
 
     def by_urn(self, urn: str) -> PlannedResource:
@@ -94,9 +94,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.plan = plan
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
-            pulumi_mocks._ensure_event_loop()
             self.plan.resources.append(
                 PlannedResource(
                     urn=response.urn,
@@ -166,8 +165,12 @@ def _record(config: dict[str, Any], stack: str) -> Plan:
     pulumi.runtime.set_mocks(_Mocks(), project=PROJECT_NAME, stack=stack, preview=False, monitor=_RecordingMonitor(plan))
     if str(PROJECT_DIR) not in sys.path:
         sys.path.insert(0, str(PROJECT_DIR))
+
+    def program() -> None:
+        runpy.run_path(str(PROGRAM), run_name="__main__")
+
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        _sync_await(run_pulumi_func(program))
     except BaseException as error:
         error.plan = plan  # type: ignore[attr-defined]
         raise

@@ -13,7 +13,6 @@ from components.config import ConfigError, mac_address, parse_settings
 from lab.plan import record_plan
 from tests.conftest import seed_config
 
-
 _DELETE = object()
 
 
