@@ -4,6 +4,7 @@ each role needs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,21 @@ from lab.plan import Plan
 from tests.conftest import CLOUD_INIT_DISK, second_config, seed_config
 
 CHECKER = Path(__file__).with_name("cloudinit_check.py")
-# Debian's python3 carries the `cloudinit` package of the cloud-init the guests run.
+# Debian's cloud-init (the version the guests run), unpacked by scripts/setup, on Debian's python3.
 SYSTEM_PYTHON = "/usr/bin/python3"
+CLOUD_INIT_PACKAGES = Path(os.environ.get("LVS_CACHE_DIR", Path.home() / ".cache" / "lvs-cluster")) / "cloud-init/usr/lib/python3/dist-packages"
 
 
 def cloud_init_check(documents: dict[str, dict[str, str]]) -> dict[str, str | None]:
-    result = subprocess.run([SYSTEM_PYTHON, CHECKER], input=json.dumps(documents), capture_output=True, text=True, check=True)
+    assert (CLOUD_INIT_PACKAGES / "cloudinit").is_dir(), f"cloud-init's validator is not at {CLOUD_INIT_PACKAGES}: run scripts/setup"
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-s", CHECKER],
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(CLOUD_INIT_PACKAGES)},
+    )
     results: dict[str, str | None] = json.loads(result.stdout)
     return results
 
