@@ -19,7 +19,8 @@ from tests.conftest import CLOUD_INIT_DISK, second_config, seed_config
 CHECKER = Path(__file__).with_name("cloudinit_check.py")
 # Debian's cloud-init (the version the guests run), unpacked by scripts/setup, on Debian's python3.
 SYSTEM_PYTHON = "/usr/bin/python3"
-CLOUD_INIT_PACKAGES = Path(os.environ.get("LVS_CACHE_DIR", Path.home() / ".cache" / "lvs-cluster")) / "cloud-init/usr/lib/python3/dist-packages"
+CACHE_DIR = Path(os.environ.get("LVS_CACHE_DIR", Path.home() / ".cache" / "lvs-cluster"))
+CLOUD_INIT_PACKAGES = CACHE_DIR / "cloud-init" / "usr" / "lib" / "python3" / "dist-packages"
 
 
 def cloud_init_check(documents: dict[str, dict[str, str]]) -> dict[str, str | None]:
