@@ -1,0 +1,212 @@
+"""What the lab boots, read from the plan the program registered, never re-described.
+
+Networks come from the libvirt Network resources (the host's address is found by applying the
+network's own stylesheet with xsltproc to the XML the provider generates, as the provider
+does); guests from the Domains, with their NIC order and MACs, memory and vCPUs, and the exact
+bytes of their CloudInitDisk; remote Commands from the Command resources, in dependency order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+from .plan import Plan, PlannedResource
+
+NETWORK = "libvirt:index/network:Network"
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
+COMMAND = "command:remote:Command"
+
+
+@dataclass(frozen=True)
+class LabNetwork:
+    resource_id: str  # what domains' NICs refer to
+    name: str
+    cidr: ipaddress.IPv4Network
+    host_ip: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class LabNic:
+    network: LabNetwork
+    mac: str
+
+
+@dataclass(frozen=True)
+class LabGuest:
+    name: str  # the libvirt domain name
+    memory_mib: int
+    vcpus: int
+    domain_type: str
+    nics: tuple[LabNic, ...]
+    user_data: str
+    meta_data: str
+    network_config: str
+    base_image_source: str  # what the program asked for; the lab substitutes its own image
+
+
+@dataclass(frozen=True)
+class LabCommand:
+    name: str
+    host: str
+    user: str
+    create: str
+    update: str | None
+    delete: str | None
+    triggers: tuple[Any, ...]
+    depends_on: tuple[str, ...] = field(default=())  # names of Commands this one waits for
+
+
+@dataclass(frozen=True)
+class Topology:
+    networks: tuple[LabNetwork, ...]
+    guests: tuple[LabGuest, ...]
+    commands: tuple[LabCommand, ...]  # in an order that respects every dependency
+
+    def command(self, name: str) -> LabCommand:
+        return next(command for command in self.commands if command.name == name)
+
+
+def provider_network_xml(network: PlannedResource) -> str:
+    """The <network> XML terraform-provider-libvirt (legacy) generates before the stylesheet:
+    for an `addresses` CIDR it puts the host on the first usable address."""
+    root = ElementTree.Element("network")
+    ElementTree.SubElement(root, "name").text = network.inputs["name"]
+    ElementTree.SubElement(root, "bridge", stp="on")
+    for cidr in network.inputs.get("addresses", []):
+        subnet = ipaddress.IPv4Network(cidr)
+        ElementTree.SubElement(root, "ip", address=str(subnet.network_address + 1), prefix=str(subnet.prefixlen), family="ipv4")
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+def host_address(network: PlannedResource) -> ipaddress.IPv4Address:
+    xml = provider_network_xml(network)
+    stylesheet = network.inputs.get("xml", {}).get("xslt")
+    if stylesheet:
+        with tempfile.TemporaryDirectory(prefix="lvs-lab-xslt-") as work:
+            (Path(work) / "network.xsl").write_text(stylesheet)
+            (Path(work) / "network.xml").write_text(xml)
+            xml = subprocess.run(
+                ["xsltproc", "network.xsl", "network.xml"], cwd=work, capture_output=True, text=True, check=True, timeout=30
+            ).stdout
+    ip = ElementTree.fromstring(xml).find("ip")
+    if ip is None:
+        raise ValueError(f"network {network.inputs['name']} gives the host no address: the lab cannot reach its guests")
+    return ipaddress.IPv4Address(ip.get("address"))
+
+
+def _resource_id(resource: PlannedResource) -> str:
+    # The mock engine's ids are "<name>-id"; inputs refer to other resources by them.
+    return f"{resource.name}-id"
+
+
+def read_topology(plan: Plan) -> Topology:
+    networks = {}
+    for resource in plan.of_type(NETWORK):
+        (cidr,) = resource.inputs["addresses"]
+        networks[_resource_id(resource)] = LabNetwork(
+            resource_id=_resource_id(resource),
+            name=resource.inputs["name"],
+            cidr=ipaddress.IPv4Network(cidr),
+            host_ip=host_address(resource),
+        )
+    disks = {_resource_id(r): r for r in plan.of_type(CLOUD_INIT_DISK)}
+    volumes = {_resource_id(r): r for r in plan.of_type(VOLUME)}
+    guests = []
+    for domain in plan.of_type(DOMAIN):
+        inputs = domain.inputs
+        seed = disks[inputs["cloudinit"]].inputs
+        (disk,) = inputs["disks"]
+        root = volumes[disk["volumeId"]].inputs
+        base = volumes[root["baseVolumeId"]].inputs
+        guests.append(
+            LabGuest(
+                name=inputs["name"],
+                memory_mib=int(inputs["memory"]),
+                vcpus=int(inputs["vcpu"]),
+                domain_type=inputs.get("type", "kvm"),
+                nics=tuple(LabNic(network=networks[nic["networkId"]], mac=nic["mac"]) for nic in inputs["networkInterfaces"]),
+                user_data=seed["userData"],
+                meta_data=seed["metaData"],
+                network_config=seed["networkConfig"],
+                base_image_source=base["source"],
+            )
+        )
+    return Topology(networks=tuple(networks.values()), guests=tuple(guests), commands=_commands_in_order(plan))
+
+
+def _commands_in_order(plan: Plan) -> tuple[LabCommand, ...]:
+    commands = {resource.urn: resource for resource in plan.of_type(COMMAND)}
+    # A Command waits for everything its resource (and the components above it) depends on:
+    # follow dependencies through components down to the Commands they contain.
+    graph = {urn: _command_dependencies(plan, resource, commands) for urn, resource in commands.items()}
+    ordered = []
+    for urn in TopologicalSorter(graph).static_order():
+        resource = commands[urn]
+        connection = resource.inputs["connection"]
+        ordered.append(
+            LabCommand(
+                name=resource.name,
+                host=connection["host"],
+                user=connection["user"],
+                create=resource.inputs["create"],
+                update=resource.inputs.get("update"),
+                delete=resource.inputs.get("delete"),
+                triggers=tuple(resource.inputs.get("triggers", ())),
+                depends_on=tuple(sorted(commands[dep].name for dep in graph[urn])),
+            )
+        )
+    return tuple(ordered)
+
+
+def _command_dependencies(plan: Plan, resource: PlannedResource, commands: dict[str, PlannedResource]) -> set[str]:
+    found: set[str] = set()
+    pending = list(resource.dependencies)
+    seen: set[str] = set()
+    while pending:
+        urn = pending.pop()
+        if urn in seen:
+            continue
+        seen.add(urn)
+        if urn in commands:
+            found.add(urn)
+        else:
+            dependency = plan.by_urn(urn)
+            pending.extend(dependency.dependencies)
+            pending.extend(child.urn for child in plan.children(dependency))
+    return found
+
+
+@dataclass(frozen=True)
+class CommandChange:
+    """How `pulumi up` would apply a second plan's Command: update in place or replace."""
+
+    name: str
+    action: str  # "update", "replace", "create" or "delete"
+    old: LabCommand | None
+    new: LabCommand | None
+
+
+def command_changes(before: Topology, after: Topology) -> list[CommandChange]:
+    old = {command.name: command for command in before.commands}
+    new = {command.name: command for command in after.commands}
+    changes = []
+    for name in old.keys() - new.keys():
+        changes.append(CommandChange(name, "delete", old[name], None))
+    for command in after.commands:
+        previous = old.get(command.name)
+        if previous is None:
+            changes.append(CommandChange(command.name, "create", None, command))
+        elif previous.triggers != command.triggers or previous.host != command.host or previous.user != command.user:
+            changes.append(CommandChange(command.name, "replace", previous, command))
+        elif (previous.create, previous.update, previous.delete) != (command.create, command.update, command.delete):
+            changes.append(CommandChange(command.name, "update", previous, command))
+    return changes
