@@ -28,8 +28,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from types import TracebackType
 
 from .image import BaseImage
 from .netns import Namespace, end_process
@@ -55,6 +56,10 @@ def _stderr_log(msg: str) -> None:
     print(f"[guest] {msg}", file=sys.stderr, flush=True)
 
 
+def _as_bytes(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
 class GuestError(RuntimeError):
     pass
 
@@ -70,16 +75,16 @@ class Guest:
         memory_mib: int = 512,
         vcpus: int = 1,
         nics: Sequence[tuple[str, str]] = (),
-        user_data: bytes,
-        meta_data: bytes,
-        network_config: bytes | None = None,
+        user_data: bytes | str,
+        meta_data: bytes | str,
+        network_config: bytes | str | None = None,
         disk_size_gib: int | None = None,
         kernel_args: str = "",
         ssh_host: str | None = None,
         ssh_user: str | None = None,
         ssh_key: Path | None = None,
         log: Log | None = None,
-    ):
+    ) -> None:
         self.name = name
         self.image = image
         self.workdir = Path(workdir).resolve()
@@ -90,9 +95,10 @@ class Guest:
         for _, mac in self.nics:
             if not _MAC.match(mac):
                 raise ValueError(f"bad MAC {mac!r}")
-        self.user_data = bytes(user_data)
-        self.meta_data = bytes(meta_data)
-        self.network_config = None if network_config is None else bytes(network_config)
+        # written to the seed exactly as given (str as UTF-8)
+        self.user_data = _as_bytes(user_data)
+        self.meta_data = _as_bytes(meta_data)
+        self.network_config = None if network_config is None else _as_bytes(network_config)
         self.disk_size_gib = disk_size_gib
         self.kernel_args = kernel_args
         self.ssh_host = ssh_host
@@ -105,26 +111,30 @@ class Guest:
         self.console_log = self.workdir / "console.log"
         self.qemu_log = self.workdir / "qemu.log"
         self.known_hosts = self.workdir / "known_hosts"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.boot_seconds: float | None = None  # start -> cloud-init finished
         self.guest_uptime: float | None = None  # the guest's own "Up N seconds"
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "Guest":
+    def __enter__(self) -> Guest:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _prepare_disks(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.overlay.exists():
             self.overlay.unlink()
-        cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-               "-b", str(self.image.root_disk), str(self.overlay)]
+        cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.root_disk), str(self.overlay)]
         if self.disk_size_gib:
             cmd.append(f"{self.disk_size_gib}G")
         subprocess.run(cmd, check=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -139,9 +149,20 @@ class Guest:
         if self.seed_iso.exists():
             self.seed_iso.unlink()
         subprocess.run(
-            ["genisoimage", "-quiet", "-output", str(self.seed_iso), "-volid", "cidata",
-             "-joliet", "-rock", *(str(seed / f) for f in files)],
-            check=True, timeout=60, stdin=subprocess.DEVNULL,
+            [
+                "genisoimage",
+                "-quiet",
+                "-output",
+                str(self.seed_iso),
+                "-volid",
+                "cidata",
+                "-joliet",
+                "-rock",
+                *(str(seed / f) for f in files),
+            ],
+            check=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
 
     def qemu_command(self) -> list[str]:
@@ -149,22 +170,41 @@ class Guest:
         if self.kernel_args:
             append += " " + self.kernel_args
         cmd = [
-            QEMU, "-name", self.name,
-            "-nodefaults", "-no-user-config",
-            "-accel", "tcg,tb-size=256", "-cpu", "max",
-            "-m", str(self.memory_mib), "-smp", str(self.vcpus),
-            "-nographic", "-monitor", "none",
-            "-chardev", f"file,id=ser0,path={self.console_log}",
-            "-serial", "chardev:ser0",
-            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-            "-append", append,
-            "-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-            "-drive", f"file={self.seed_iso},if=virtio,format=raw,readonly=on",
-            "-device", "virtio-rng-pci",
+            QEMU,
+            "-name",
+            self.name,
+            "-nodefaults",
+            "-no-user-config",
+            "-accel",
+            "tcg,tb-size=256",
+            "-cpu",
+            "max",
+            "-m",
+            str(self.memory_mib),
+            "-smp",
+            str(self.vcpus),
+            "-nographic",
+            "-monitor",
+            "none",
+            "-chardev",
+            f"file,id=ser0,path={self.console_log}",
+            "-serial",
+            "chardev:ser0",
+            "-kernel",
+            str(self.image.kernel),
+            "-initrd",
+            str(self.image.initrd),
+            "-append",
+            append,
+            "-drive",
+            f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+            "-drive",
+            f"file={self.seed_iso},if=virtio,format=raw,readonly=on",
+            "-device",
+            "virtio-rng-pci",
         ]
         for i, (tap, mac) in enumerate(self.nics):
-            cmd += ["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no",
-                    "-device", f"virtio-net-pci,netdev=net{i},mac={mac}"]
+            cmd += ["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=net{i},mac={mac}"]
         return cmd
 
     def start(self) -> None:
@@ -176,8 +216,7 @@ class Guest:
                 p.unlink()
         self.console_log.touch()
         cmd = self.qemu_command()
-        self.log(f"{self.name}: starting QEMU ({self.memory_mib} MiB, {self.vcpus} vCPU, "
-                 f"{len(self.nics)} NIC) in netns {self.ns.name}")
+        self.log(f"{self.name}: starting QEMU ({self.memory_mib} MiB, {self.vcpus} vCPU, {len(self.nics)} NIC) in netns {self.ns.name}")
         with open(self.qemu_log, "wb") as ql:
             ql.write(("# " + shlex.join(cmd) + "\n").encode())
             ql.flush()
@@ -211,53 +250,69 @@ class Guest:
     def console_tail(self, n: int = 30) -> str:
         return "\n".join(self.console_text().splitlines()[-n:])
 
-    def wait_for_console(self, pattern: bytes | re.Pattern, timeout: float,
-                         poll: float = 1.0) -> re.Match:
-        """Wait until `pattern` appears on the serial console (bounded)."""
+    def console_offset(self) -> int:
+        """Current size of the console log: pass as `since` to wait only for
+        output written after this point (e.g. before rebooting the guest)."""
+        try:
+            return self.console_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def wait_for_console(self, pattern: bytes | re.Pattern[bytes], timeout: float, poll: float = 1.0, since: int = 0) -> re.Match[bytes]:
+        """Wait until `pattern` appears on the serial console (bounded),
+        looking only at bytes from offset `since` on."""
         rx = re.compile(pattern) if isinstance(pattern, bytes) else pattern
         deadline = time.monotonic() + timeout
         while True:
-            data = self.console_log.read_bytes() if self.console_log.exists() else b""
+            data = self.console_log.read_bytes()[since:] if self.console_log.exists() else b""
             m = rx.search(data)
             if m:
                 return m
             for bad in _FATAL:
                 f = bad.search(data)
                 if f:
-                    raise GuestError(f"{self.name}: {f.group(0).decode(errors='replace')}\n"
-                                     f"--- console tail ---\n{self.console_tail()}")
+                    raise GuestError(f"{self.name}: {f.group(0).decode(errors='replace')}\n--- console tail ---\n{self.console_tail()}")
             if not self.running():
                 rc = self.proc.returncode if self.proc else None
                 qlog = self.qemu_log.read_text(errors="replace")[-2000:] if self.qemu_log.exists() else ""
-                raise GuestError(f"{self.name}: QEMU exited ({rc})\n--- qemu.log ---\n{qlog}"
-                                 f"\n--- console tail ---\n{self.console_tail()}")
+                raise GuestError(f"{self.name}: QEMU exited ({rc})\n--- qemu.log ---\n{qlog}\n--- console tail ---\n{self.console_tail()}")
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.name}: {rx.pattern!r} not on console after "
-                                   f"{timeout:.0f} s\n--- console tail ---\n{self.console_tail()}")
+                raise TimeoutError(
+                    f"{self.name}: {rx.pattern!r} not on console after {timeout:.0f} s\n--- console tail ---\n{self.console_tail()}"
+                )
             time.sleep(poll)
 
-    def wait_cloud_init_done(self, timeout: float = 900) -> float:
+    def wait_cloud_init_done(self, timeout: float = 900, since: int = 0) -> float:
         """Wait for cloud-init's final message on the console.
 
         Returns seconds from start() to that message (also kept in
         `boot_seconds`; the guest's own uptime is in `guest_uptime`).  This
         says cloud-init finished, not that it succeeded: check
-        `cloud_init_status()` for that.
+        `cloud_init_status()` for that.  After a reboot inside the guest,
+        pass `since=` an offset taken with console_offset() before it.
         """
         if self.started_at is None:
             raise GuestError(f"{self.name}: not started")
-        m = self.wait_for_console(_CI_FINISHED, timeout)
+        m = self.wait_for_console(_CI_FINISHED, timeout, since=since)
         self.boot_seconds = time.monotonic() - self.started_at
         self.guest_uptime = float(m.group("up"))
-        self.log(f"{self.name}: cloud-init {m.group('ver').decode()} finished after "
-                 f"{self.boot_seconds:.0f} s (guest uptime {self.guest_uptime:.0f} s)")
+        self.log(
+            f"{self.name}: cloud-init {m.group('ver').decode()} finished after "
+            f"{self.boot_seconds:.0f} s (guest uptime {self.guest_uptime:.0f} s)"
+        )
         return self.boot_seconds
 
     # ----------------------------------------------------------------- ssh
 
-    def ssh_command(self, command: str | Sequence[str], *, host: str | None = None,
-                    user: str | None = None, key: Path | None = None,
-                    connect_timeout: int = 5) -> list[str]:
+    def ssh_command(
+        self,
+        command: str | Sequence[str],
+        *,
+        host: str | None = None,
+        user: str | None = None,
+        key: Path | None = None,
+        connect_timeout: int = 5,
+    ) -> list[str]:
         host = host or self.ssh_host
         user = user or self.ssh_user
         key = Path(key) if key else self.ssh_key
@@ -265,23 +320,49 @@ class Guest:
             raise GuestError(f"{self.name}: ssh needs host, user and key")
         remote = command if isinstance(command, str) else shlex.join(command)
         return [
-            "ssh", "-i", str(key),
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "GlobalKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={connect_timeout}",
-            "-o", "ConnectionAttempts=1",
-            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
-            "-o", "LogLevel=ERROR",
-            "-F", "/dev/null",
-            f"{user}@{host}", "--", remote,
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            f"ConnectTimeout={connect_timeout}",
+            "-o",
+            "ConnectionAttempts=1",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-F",
+            "/dev/null",
+            f"{user}@{host}",
+            "--",
+            remote,
         ]
 
-    def ssh(self, command: str | Sequence[str], *, check: bool = True,
-            timeout: float = 120, retries: int = 3, retry_delay: float = 3,
-            input: str | None = None, host: str | None = None,
-            user: str | None = None, key: Path | None = None) -> subprocess.CompletedProcess:
+    def ssh(
+        self,
+        command: str | Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 120,
+        retries: int = 3,
+        retry_delay: float = 3,
+        input: str | None = None,
+        host: str | None = None,
+        user: str | None = None,
+        key: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run `command` on the guest over SSH from inside the namespace.
 
         A string is passed to the remote shell as is; a list is quoted.
@@ -329,8 +410,7 @@ class Guest:
         m = re.search(r"^status:\s*(\S+)", cp.stdout, re.M)
         return (m.group(1) if m else "unknown"), cp.stdout + cp.stderr
 
-    def put_file(self, remote_path: str, data: str, *, mode: str = "0644",
-                 sudo: bool = True) -> None:
+    def put_file(self, remote_path: str, data: str, *, mode: str = "0644", sudo: bool = True) -> None:
         """Write a (text) file on the guest over SSH."""
         q = shlex.quote(remote_path)
         pre = "sudo " if sudo else ""

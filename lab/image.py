@@ -34,8 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 RECIPE_DIR = Path(__file__).resolve().parent / "image-recipe"
 SUITE = "bookworm"
@@ -90,10 +90,7 @@ class ImageBuildError(RuntimeError):
 
 
 def recipe_files(recipe_dir: Path = RECIPE_DIR) -> list[Path]:
-    return sorted(
-        p for p in recipe_dir.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
-    )
+    return sorted(p for p in recipe_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def read_packages(recipe_dir: Path = RECIPE_DIR) -> list[str]:
@@ -124,7 +121,7 @@ def recipe_hash(recipe_dir: Path = RECIPE_DIR) -> str:
 def _deb822_stanzas(text: str) -> Iterator[dict[str, str]]:
     stanza: dict[str, str] = {}
     key = None
-    for raw in text.splitlines() + [""]:
+    for raw in [*text.splitlines(), ""]:
         if raw.startswith("#"):
             continue
         if not raw.strip():
@@ -216,19 +213,36 @@ def host_debian_sources(suite: str = SUITE) -> str:
 # ----------------------------------------------------------------- helpers
 
 
-def _run(cmd: list[str], *, timeout: float, log_file: Path, log: Log, what: str) -> None:
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child if the Python process dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _run(cmd: list[str], *, timeout: float, log_file: Path, log: Log, what: str, pid_file: Path | None = None) -> None:
     """Run cmd in its own process group, output appended to log_file.
 
-    On timeout (or if we are interrupted) the whole group is ended.
+    On timeout (or if we are interrupted) the whole group is ended; if this
+    process is killed outright, the child gets SIGTERM (PR_SET_PDEATHSIG).
     """
     log(f"{what}: {' '.join(shlex.quote(c) for c in cmd[:6])}{' ...' if len(cmd) > 6 else ''}")
     with open(log_file, "ab") as lf:
         lf.write(f"\n### {what}: {shlex.join(cmd)}\n".encode())
         lf.flush()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
+        if pid_file:
+            pid_file.write_text(f"{proc.pid}\n")
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:
@@ -239,7 +253,7 @@ def _run(cmd: list[str], *, timeout: float, log_file: Path, log: Log, what: str)
         raise ImageBuildError(f"{what} failed (exit {rc}); last lines of {log_file}:\n{tail}")
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     # The group was created by start_new_session: its id is proc.pid.
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
@@ -300,6 +314,15 @@ def _clean_stale_builds(cache_dir: Path, log: Log) -> None:
             continue
         if pid != os.getpid() and _pid_alive(pid):
             continue
+        # The dead build's child (mmdebstrap) got SIGTERM when it died and
+        # may take a little while to stop writing there: wait (bounded).
+        try:
+            child = int((p / "child.pid").read_text())
+        except (OSError, ValueError):
+            child = 0
+        deadline = time.monotonic() + 180
+        while child and _pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(1)
         log(f"removing leftover of an interrupted build: {p}")
         _remove_tree(p)
 
@@ -332,8 +355,13 @@ def _load(final: Path, h: str, *, built: bool, seconds: float) -> BaseImage | No
     if meta.get("recipe_hash") != h:
         return None
     return BaseImage(
-        directory=final, root_disk=paths[0], kernel=paths[1], initrd=paths[2],
-        recipe_hash=h, built=built, build_seconds=seconds,
+        directory=final,
+        root_disk=paths[0],
+        kernel=paths[1],
+        initrd=paths[2],
+        recipe_hash=h,
+        built=built,
+        build_seconds=seconds,
         kernel_version=meta.get("kernel_version", ""),
     )
 
@@ -355,44 +383,66 @@ def _build(work: Path, out: Path, h: str, log: Log) -> str:
     # A private mount namespace: whatever mmdebstrap mounts in the chroot
     # (proc, sys, dev) disappears with it, even if it is killed.
     cmd = [
-        "unshare", "--mount", "--propagation", "private", "--",
-        "mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=minbase",
+        "--format=directory",
         "--include=" + ",".join(pkgs),
-        "--aptopt=Acquire::Languages \"none\"",
+        '--aptopt=Acquire::Languages "none"',
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
-        "--essential-hook=chroot \"$1\" debconf-set-selections < "
-        + shlex.quote(str(preseed)),
-        "--customize-hook=" + shlex.quote(str(customize)) + " \"$1\"",
-        SUITE, str(rootfs), str(sources),
+        '--essential-hook=chroot "$1" debconf-set-selections < ' + shlex.quote(str(preseed)),
+        "--customize-hook=" + shlex.quote(str(customize)) + ' "$1"',
+        SUITE,
+        str(rootfs),
+        str(sources),
     ]
-    _run(cmd, timeout=MMDEBSTRAP_TIMEOUT, log_file=build_log, log=log, what="mmdebstrap")
+    _run(cmd, timeout=MMDEBSTRAP_TIMEOUT, log_file=build_log, log=log, what="mmdebstrap", pid_file=work / "child.pid")
     if _mounts_under(work):
         raise ImageBuildError(f"mounts left under {work}: {_mounts_under(work)}")
 
     kernel = _find_boot_file(rootfs, "vmlinuz")
     initrd = _find_boot_file(rootfs, "initrd.img")
-    kver = kernel.name[len("vmlinuz-"):]
+    kver = kernel.name[len("vmlinuz-") :]
     shutil.copyfile(kernel, out / KERNEL_NAME)
     shutil.copyfile(initrd, out / INITRD_NAME)
     installed = _installed_packages(rootfs)
 
-    used = int(subprocess.run(
-        ["du", "-sxb", str(rootfs)], check=True, capture_output=True, text=True,
-        timeout=300,
-    ).stdout.split()[0])
+    used = int(
+        subprocess.run(
+            ["du", "-sxb", str(rootfs)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout.split()[0]
+    )
     fs_bytes = max(MIN_FS_BYTES, used * 2)
     fs_bytes = (fs_bytes + (1 << 20) - 1) >> 20 << 20
     raw = work / "root.raw"
     with open(raw, "wb") as f:
         f.truncate(fs_bytes)
-    _run(["mkfs.ext4", "-q", "-F", "-L", "lvs-root", "-d", str(rootfs), str(raw)],
-         timeout=MKFS_TIMEOUT, log_file=build_log, log=log, what="mkfs.ext4")
+    _run(
+        ["mkfs.ext4", "-q", "-F", "-L", "lvs-root", "-d", str(rootfs), str(raw)],
+        timeout=MKFS_TIMEOUT,
+        log_file=build_log,
+        log=log,
+        what="mkfs.ext4",
+    )
     _remove_tree(rootfs)
 
-    _run(["qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd",
-          str(raw), str(out / ROOT_DISK_NAME)],
-         timeout=CONVERT_TIMEOUT, log_file=build_log, log=log, what="qemu-img convert")
+    _run(
+        ["qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", str(raw), str(out / ROOT_DISK_NAME)],
+        timeout=CONVERT_TIMEOUT,
+        log_file=build_log,
+        log=log,
+        what="qemu-img convert",
+    )
     raw.unlink()
     for p in (out / ROOT_DISK_NAME, out / KERNEL_NAME, out / INITRD_NAME):
         p.chmod(0o444)
@@ -462,6 +512,21 @@ def ensure_image(cache_dir: Path = DEFAULT_CACHE_DIR, log: Log | None = None) ->
     if img is None:
         raise ImageBuildError(f"image at {final} is incomplete after build")
     return img
+
+
+def prune_images(cache_dir: Path = DEFAULT_CACHE_DIR, keep: str | None = None, log: Log | None = None) -> list[Path]:
+    """Remove cached images of other recipes (all but `keep`, default: the
+    current recipe's hash).  Not called automatically."""
+    log = log or _stderr_log
+    cache_dir = Path(cache_dir).expanduser().resolve()
+    keep = keep or recipe_hash()
+    removed = []
+    for p in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
+        if p.is_dir() and p.name != keep and len(p.name) == 16 and (p / MANIFEST_NAME).exists():
+            log(f"removing old image {p}")
+            _remove_tree(p)
+            removed.append(p)
+    return removed
 
 
 if __name__ == "__main__":

@@ -18,14 +18,16 @@ it created and then the namespace itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, overload
 
 Log = Callable[[str], None]
 
@@ -41,14 +43,17 @@ class NamespaceError(RuntimeError):
     pass
 
 
-def _ip(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def _ip(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        ["ip", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
 
-def _check(cp: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
+def _check(cp: subprocess.CompletedProcess[str], what: str) -> subprocess.CompletedProcess[str]:
     if cp.returncode != 0:
         raise NamespaceError(f"{what} failed (exit {cp.returncode}): {cp.stderr.strip()}")
     return cp
@@ -59,7 +64,7 @@ def existing_namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def end_process(proc: subprocess.Popen, *, term_timeout: float = 10) -> int | None:
+def end_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], *, term_timeout: float = 10) -> int | None:
     """End a process we started, by PID: SIGTERM, then SIGKILL. Returns exit code."""
     if proc.poll() is not None:
         return proc.returncode
@@ -78,22 +83,27 @@ def end_process(proc: subprocess.Popen, *, term_timeout: float = 10) -> int | No
 class Namespace:
     """Context manager for a network namespace created (and removed) by us."""
 
-    def __init__(self, name: str, *, log: Log | None = None):
+    def __init__(self, name: str, *, log: Log | None = None) -> None:
         if not _NSNAME.match(name):
             raise ValueError(f"bad namespace name {name!r}")
         self.name = name
         self.log = log or _quiet
         self._created = False
         self._links: list[str] = []  # creation order; deleted in reverse
-        self._procs: list[subprocess.Popen] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "Namespace":
+    def __enter__(self) -> Namespace:
         self.create()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def create(self) -> None:
@@ -119,18 +129,14 @@ class Namespace:
         self._procs.clear()
         # Anything else still inside our namespace was started from it.
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 10
         while self.pids() and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in self.pids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for link in reversed(self._links):
             cp = _ip("-n", self.name, "link", "del", link)
             if cp.returncode != 0 and "Cannot find device" not in cp.stderr:
@@ -156,10 +162,9 @@ class Namespace:
 
     # ---------------------------------------------------------------- links
 
-    def ip(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def ip(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """`ip -n NS ARGS...`, raising NamespaceError on failure."""
-        return _check(_ip("-n", self.name, *args, timeout=timeout),
-                      f"ip -n {self.name} {' '.join(args)}")
+        return _check(_ip("-n", self.name, *args, timeout=timeout), f"ip -n {self.name} {' '.join(args)}")
 
     def _new_link(self, name: str) -> None:
         if not _IFNAME.match(name):
@@ -203,11 +208,54 @@ class Namespace:
             raise NamespaceError(f"namespace {self.name} is not open")
         return ["ip", "netns", "exec", self.name, *map(str, cmd)]
 
-    def run(self, cmd: Sequence[str], *, check: bool = True, timeout: float = 60,
-            input: bytes | str | None = None, text: bool = True,
-            capture: bool = True) -> subprocess.CompletedProcess:
+    @overload
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        check: bool = ...,
+        timeout: float = ...,
+        input: bytes | str | None = ...,
+        text: Literal[True] = ...,
+        capture: bool = ...,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    @overload
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        check: bool = ...,
+        timeout: float = ...,
+        input: bytes | str | None = ...,
+        text: Literal[False],
+        capture: bool = ...,
+    ) -> subprocess.CompletedProcess[bytes]: ...
+
+    @overload
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        check: bool = ...,
+        timeout: float = ...,
+        input: bytes | str | None = ...,
+        text: bool,
+        capture: bool = ...,
+    ) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]: ...
+
+    def run(
+        self,
+        cmd: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 60,
+        input: bytes | str | None = None,
+        text: bool = True,
+        capture: bool = True,
+    ) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]:
         """Run a command inside the namespace and wait for it (bounded)."""
-        kw: dict = dict(timeout=timeout, text=text)
+        kw: dict[str, Any] = dict(timeout=timeout, text=text)
         if input is None:
             kw["stdin"] = subprocess.DEVNULL
         else:
@@ -221,7 +269,7 @@ class Namespace:
             raise subprocess.CalledProcessError(cp.returncode, list(cmd), cp.stdout, cp.stderr)
         return cp
 
-    def popen(self, cmd: Sequence[str], **kw) -> subprocess.Popen:
+    def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[bytes]:
         """Start a command inside the namespace; it is ended on close().
 
         `ip netns exec` execs the command, so the Popen's pid is the pid of
@@ -232,7 +280,7 @@ class Namespace:
         self._procs.append(proc)
         return proc
 
-    def forget(self, proc: subprocess.Popen) -> None:
+    def forget(self, proc: subprocess.Popen[bytes]) -> None:
         """Stop tracking a process that has been ended and waited for."""
         if proc in self._procs and proc.poll() is not None:
             self._procs.remove(proc)

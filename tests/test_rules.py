@@ -47,8 +47,8 @@ def test_the_seed_rules_are_in_the_command_inputs(seed_plan: Plan) -> None:
     assert seed_plan.outputs["snatRule"] == rule
 
 
-def test_weighted_persistent_service_on_another_port(wrr_plan: Plan) -> None:
-    assert "ipvsadm -A -t 172.31.5.2:8080 -s wrr -p 30\n" in wrr_plan.named("ipvs-virtual-service").inputs["create"]
+def test_weighted_service_on_another_port(wrr_plan: Plan) -> None:
+    assert "ipvsadm -A -t 172.31.5.2:8080 -s wrr\n" in wrr_plan.named("ipvs-virtual-service").inputs["create"]
     for name, rip, weight in (("alpha", "10.20.0.21", 3), ("beta", "10.20.0.22", 2), ("gamma", "10.20.0.23", 1)):
         create = wrr_plan.named(f"ipvs-real-server-{name}").inputs["create"]
         assert f"ipvsadm -a -t 172.31.5.2:8080 -r {rip}:8080 -m -w {weight}\n" in create
@@ -81,6 +81,11 @@ def test_rules_wait_for_cloud_init_on_the_vms_they_touch(any_plan: Plan) -> None
             assert real.depends_on(service) and real.depends_on(ready)
     table = any_plan.named("ipvs-table")
     assert all(table.depends_on(rule) for rule in rule_commands(any_plan).values() if rule.name.startswith("ipvs-"))
+
+
+def test_persistence_is_passed_to_ipvsadm(config_with: Any) -> None:
+    plan = record_plan(config_with(lambda c: c["lvs:service"].update(persistence=300)), stack="seed")
+    assert "ipvsadm -A -t 12.0.0.1:80 -s rr -p 300\n" in plan.named("ipvs-virtual-service").inputs["create"]
 
 
 def test_update_in_place_versus_replace(seed_plan: Plan) -> None:
@@ -175,7 +180,7 @@ def test_ipvs_scripts_are_idempotent_and_delete_only_what_they_added(wrr_plan: P
         table = director.ipvs()
         assert table["172.31.5.2:8080"] == {
             "scheduler": "wrr",
-            "persistence": 30,
+            "persistence": 0,
             "reals": {
                 "10.20.0.21:8080": {"forward": "Masq", "weight": 3},
                 "10.20.0.22:8080": {"forward": "Masq", "weight": 2},
@@ -183,7 +188,7 @@ def test_ipvs_scripts_are_idempotent_and_delete_only_what_they_added(wrr_plan: P
             },
         }
         assert table["172.31.5.2:443"] == users["172.31.5.2:443"]
-    assert "-A -t 172.31.5.2:8080 -s wrr -p 30" in director.saved_ipvs()
+    assert "-A -t 172.31.5.2:8080 -s wrr\n" in director.saved_ipvs()
 
     for real in reals:
         director.run(real["delete"])

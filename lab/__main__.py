@@ -1,0 +1,173 @@
+"""The VM lab: boots what the program rendered under QEMU, in a network namespace of its own.
+
+python -m lab verify --config Pulumi.seed.yaml [--requests N] [--json REPORT] [-v]
+python -m lab up --config Pulumi.seed.yaml     # leave it running; prints how to reach it
+python -m lab down                             # remove what `up` left
+python -m lab image                            # build (or reuse) the base image
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .cluster import CommandRun, LabCluster, tear_down
+from .image import DEFAULT_CACHE_DIR, ensure_image
+from .plan import record_plan, stack_name
+from .topology import read_topology
+from .verify import BOOT_TIMEOUT_SECONDS, Distribution, lab_config, verify
+
+console = Console(stderr=True, highlight=False)
+UP_DIR = DEFAULT_CACHE_DIR / "lab-up"
+
+
+def log(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]")
+
+
+def make_show(verbose: bool) -> Any:
+    def show(kind: str, payload: Any) -> None:
+        if kind == "step":
+            name, seconds = payload
+            console.print(f"[bold]✓ {name}[/bold] {seconds:.1f} s")
+        elif kind == "command":
+            run: CommandRun = payload
+            colour = "green" if run.returncode == 0 else "red"
+            console.print(f"  [{colour}]{run.phase:6} {run.name}[/{colour}] rc={run.returncode} {run.seconds:.1f} s")
+            if verbose or run.returncode:
+                for line in (run.stdout + run.stderr).strip().splitlines()[-15:]:
+                    console.print(f"      {line}", markup=False)
+        elif kind == "distribution":
+            title, distribution = payload
+            show_distribution(title, distribution, verbose)
+        elif kind == "throughput":
+            table = Table(title="throughput (200 sequential requests)")
+            for column in ("path", "answered", "seconds", "requests/s"):
+                table.add_column(column)
+            for label in ("vip", "direct"):
+                row = payload[label]
+                table.add_row(label, str(row["requests"]), f"{row['seconds']:.2f}", f"{row['per_second']:.1f}")
+            console.print(table)
+            console.print(f"  VIP/direct throughput ratio: {payload['vip_over_direct']}")
+
+    return show
+
+
+def show_distribution(title: str, distribution: Distribution, verbose: bool) -> None:
+    if verbose:
+        for index, line in enumerate(distribution.lines, 1):
+            console.print(f"    #{index:<4} {line}", markup=False)
+    table = Table(title=f"{title}: {distribution.scheduler}, {'OK' if distribution.ok else 'FAILED'}")
+    for column in ("node", "weight", "answers", "expected"):
+        table.add_column(column)
+    for node, weight in distribution.weights.items():
+        expected = "-" if distribution.expected is None else f"{distribution.expected[node]:.1f} ± {distribution.tolerance:g}"
+        table.add_row(node, str(weight), str(distribution.counts[node]), expected)
+    table.add_row("failed", "", str(distribution.failed), "0")
+    console.print(table)
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    report = verify(Path(args.config), requests=args.requests, log=log, show=make_show(args.verbose))
+    checks = Table(title=f"lab verify {report.config}")
+    checks.add_column("check")
+    checks.add_column("result")
+    checks.add_column("detail", overflow="fold")
+    for check in report.checks:
+        checks.add_row(check["name"], "[green]ok[/green]" if check["ok"] else "[red]FAILED[/red]", check["detail"][:300])
+    console.print(checks)
+    console.print(json.dumps(report.timings))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(asdict(report), indent=2))
+        console.print(f"report written to {args.json}")
+    console.print("[bold green]lab verify: all checks held[/bold green]" if report.ok else "[bold red]lab verify: FAILED[/bold red]")
+    return 0 if report.ok else 1
+
+
+def command_up(args: argparse.Namespace) -> int:
+    if (UP_DIR / "lab-state.json").exists():
+        console.print("a lab is already up: `python -m lab down` first")
+        return 1
+    config_path = Path(args.config)
+    stack = stack_name(config_path)
+    workdir = UP_DIR / "run"
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = workdir / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
+    config = lab_config(config_path, key.with_suffix(".pub").read_text().strip(), key.read_text())
+    plan = record_plan(config, stack=stack)
+    topology = read_topology(plan)
+    image = ensure_image(log=log)
+    cluster = LabCluster(topology, image=image, workdir=workdir, ssh_key=key, namespace=f"lvslab-up-{stack}"[:15], log=log)
+    try:
+        cluster.start()
+        cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
+        for command in topology.commands:
+            run = cluster.run_command(command, "create")
+            make_show(False)("command", run)
+            if run.returncode != 0:
+                raise RuntimeError(f"{command.name} failed")
+    except BaseException:
+        cluster.close()
+        raise
+    director = topology.command(f"{next(n for n, v in plan.outputs['nodes'].items() if v['role'] == 'director')}-ready")
+    access = {
+        "vip": plan.outputs["vipUrl"],
+        "curl": f"ip netns exec {cluster.ns.name} curl -si {plan.outputs['vipUrl']}",
+        "ssh": f"ip netns exec {cluster.ns.name} ssh -i {key} -o StrictHostKeyChecking=no {director.user}@{director.host}",
+        "nodes": plan.outputs["nodes"],
+    }
+    cluster.detach(UP_DIR, access)
+    console.print(f"lab is up in namespace {cluster.ns.name}.")
+    console.print(f"  {access['curl']}")
+    console.print(f"  {access['ssh']}   # the director; other nodes by their address")
+    console.print("  python -m lab down   # to remove it")
+    return 0
+
+
+def command_down(args: argparse.Namespace) -> int:
+    tear_down(UP_DIR, log)
+    return 0
+
+
+def command_image(args: argparse.Namespace) -> int:
+    image = ensure_image(log=log)
+    state = "built" if image.built else "reused"
+    console.print(f"{image.root_disk} ({state}, {image.build_seconds:.1f} s) kernel {image.kernel_version}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    verify_parser = commands.add_parser("verify", help="boot, apply, balance, update, delete, tear down; exit 0 if every check held")
+    verify_parser.add_argument("--config", required=True, help="a Pulumi.<stack>.yaml")
+    verify_parser.add_argument("--requests", type=int, default=120, help="requests per distribution check (default 120)")
+    verify_parser.add_argument("--json", help="write the report here")
+    verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
+    verify_parser.set_defaults(run=command_verify)
+    up_parser = commands.add_parser("up", help="boot the cluster and leave it running")
+    up_parser.add_argument("--config", required=True)
+    up_parser.set_defaults(run=command_up)
+    commands.add_parser("down", help="remove the lab `up` left").set_defaults(run=command_down)
+    commands.add_parser("image", help="build or reuse the base image").set_defaults(run=command_image)
+    args = parser.parse_args(argv)
+    if getattr(args, "requests", 1) < 1:
+        parser.error("--requests must be at least 1")
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
