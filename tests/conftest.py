@@ -59,3 +59,12 @@ def config_with() -> Callable[..., dict[str, Any]]:
         return config
 
     return build
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    # Say it out loud when the VM lab did not run, so a green fast run is not mistaken for it.
+    deselected = [item for item in terminalreporter.stats.get("deselected", []) if item.get_closest_marker("lab")]
+    if deselected:
+        terminalreporter.write_line(
+            f"{len(deselected)} lab tests (VMs) were deselected; run them with: .venv/bin/python -m pytest -m lab", yellow=True
+        )
