@@ -140,14 +140,21 @@ def read_topology(plan: Plan) -> Topology:
                 base_image_source=base["source"],
             )
         )
-    return Topology(networks=tuple(networks.values()), guests=tuple(guests), commands=_commands_in_order(plan))
+    # The mock engine registers resources in whatever order their inputs resolve: sort, so
+    # two plans of the same config compare equal.
+    return Topology(
+        networks=tuple(sorted(networks.values(), key=lambda network: network.name)),
+        guests=tuple(sorted(guests, key=lambda guest: guest.name)),
+        commands=_commands_in_order(plan),
+    )
 
 
 def _commands_in_order(plan: Plan) -> tuple[LabCommand, ...]:
     commands = {resource.urn: resource for resource in plan.of_type(COMMAND)}
     # A Command waits for everything its resource (and the components above it) depends on:
     # follow dependencies through components down to the Commands they contain.
-    graph = {urn: _command_dependencies(plan, resource, commands) for urn, resource in commands.items()}
+    by_name = sorted(commands.values(), key=lambda resource: resource.name)
+    graph = {resource.urn: _command_dependencies(plan, resource, commands) for resource in by_name}
     ordered = []
     for urn in TopologicalSorter(graph).static_order():
         resource = commands[urn]
