@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any
 
 Log = Callable[[str], None]
 
@@ -208,54 +208,17 @@ class Namespace:
             raise NamespaceError(f"namespace {self.name} is not open")
         return ["ip", "netns", "exec", self.name, *map(str, cmd)]
 
-    @overload
-    def run(
-        self,
-        cmd: Sequence[str],
-        *,
-        check: bool = ...,
-        timeout: float = ...,
-        input: bytes | str | None = ...,
-        text: Literal[True] = ...,
-        capture: bool = ...,
-    ) -> subprocess.CompletedProcess[str]: ...
-
-    @overload
-    def run(
-        self,
-        cmd: Sequence[str],
-        *,
-        check: bool = ...,
-        timeout: float = ...,
-        input: bytes | str | None = ...,
-        text: Literal[False],
-        capture: bool = ...,
-    ) -> subprocess.CompletedProcess[bytes]: ...
-
-    @overload
-    def run(
-        self,
-        cmd: Sequence[str],
-        *,
-        check: bool = ...,
-        timeout: float = ...,
-        input: bytes | str | None = ...,
-        text: bool,
-        capture: bool = ...,
-    ) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]: ...
-
     def run(
         self,
         cmd: Sequence[str],
         *,
         check: bool = True,
         timeout: float = 60,
-        input: bytes | str | None = None,
-        text: bool = True,
+        input: str | None = None,
         capture: bool = True,
-    ) -> subprocess.CompletedProcess[str] | subprocess.CompletedProcess[bytes]:
-        """Run a command inside the namespace and wait for it (bounded)."""
-        kw: dict[str, Any] = dict(timeout=timeout, text=text)
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the namespace and wait for it (bounded); text in and out."""
+        kw: dict[str, Any] = dict(timeout=timeout, text=True)
         if input is None:
             kw["stdin"] = subprocess.DEVNULL
         else:

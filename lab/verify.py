@@ -266,6 +266,8 @@ class Scenario:
             self.measure_throughput(cluster, plan, topology, settings, url)
         with self.step("update a weight"):
             self.update_weight(cluster, plan, topology, config, settings)
+        with self.step("fault: reboot the director and a web node"):
+            self.reboot(cluster, plan, topology, settings)
         with self.step("delete"):
             current = self.current_topology
             for command in reversed(current.commands):
@@ -275,6 +277,32 @@ class Scenario:
             report.director_after_delete = after
             report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
             report.check("user-owned rules untouched", "owned-by-the-user" in after["nat"] and "127.0.0.1:9" in after["ipvs"])
+
+    def reboot(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings) -> None:
+        """The rules and the NFS docroot must come back by themselves: the director restores
+        its saved IPVS and iptables rules, the web node remounts its export."""
+        director = topology.command(f"{settings.director.name}-ready")
+        web = settings.web_servers[-1]  # the first one was drained by the weight change
+        before = self.director_state(cluster, director)
+        nodes = [
+            (director, settings.domain_name(settings.director.name)),
+            (topology.command(f"{web.name}-ready"), settings.domain_name(web.name)),
+        ]
+        offsets = {domain: cluster.guests[domain].console_offset() for _, domain in nodes}
+        for ready, _ in nodes:
+            cluster.ssh(ready.host, ready.user, "sudo -n systemctl reboot", timeout=60)  # the session may drop: no status to read
+        for _, domain in nodes:
+            cluster.guests[domain].wait_cloud_init_done(timeout=BOOT_TIMEOUT_SECONDS, since=offsets[domain])
+        after = self.director_state(cluster, director)
+        self.report.check("director reboot restores the IPVS and SNAT rules", after == before, f"after reboot: {after}")
+        mounted = cluster.ssh(nodes[1][0].host, nodes[1][0].user, "ls /var/www/html >/dev/null; grep ' /var/www/html nfs' /proc/mounts")
+        self.report.check(f"{web.name} remounts its NFS docroot after a reboot", mounted.returncode == 0, mounted.stdout.strip())
+        settings_now = self.current_settings
+        lines = self.send_requests(cluster, plan, self.current_topology, plan.outputs["vipUrl"], self.requests)
+        distribution = judge(settings_now, lines, self.requests)
+        self.report.distributions["after_reboot"] = asdict(distribution)
+        self.show("distribution", ("after the reboots", distribution))
+        self.report.check("distribution after the reboots", distribution.ok, str(distribution.counts))
 
     def measure_throughput(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings, url: str) -> None:
         web = settings.web_servers[0]
@@ -293,6 +321,7 @@ class Scenario:
         )
 
     current_topology: Topology
+    current_settings: ClusterSettings
 
     def update_weight(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
         """Drains the first web server (weight 0) through the program, applies the changed
@@ -317,6 +346,7 @@ class Scenario:
             if change.action == "update" and change.new:
                 self.apply(cluster, change.new, "update")
         self.current_topology = new_topology
+        self.current_settings = new_settings
         lines = self.send_requests(cluster, plan, new_topology, plan.outputs["vipUrl"], self.requests)
         distribution = judge(new_settings, lines, self.requests)
         self.report.distributions["after_update"] = asdict(distribution)
