@@ -33,6 +33,15 @@ _HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
 _LIBVIRT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Users and groups Debian's base system and the packages the nodes install already have:
+# cloud-init's useradd fails on them and the node is left without an admin login.
+_DEBIAN_SYSTEM_NAMES = (
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc gnats nobody "
+    "adm tty disk kmem dialout fax voice cdrom floppy tape sudo audio dip operator src shadow utmp video "
+    "sasl plugdev staff users nogroup input sgx kvm render netdev systemd-journal systemd-network "
+    "systemd-resolve systemd-timesync messagebus sshd statd _rpc _apt debian"
+)
+_DEBIAN_RESERVED_NAMES = frozenset(_DEBIAN_SYSTEM_NAMES.split())
 
 
 class ConfigError(pulumi.RunError):
@@ -316,8 +325,10 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
         raise ConfigError("lvs:sshPrivateKey: missing (required, as a secret: pulumi config set --secret lvs:sshPrivateKey < KEYFILE)")
 
     admin_user = top.string("adminUser", "lvsadmin")
-    if not _POSIX_USER.fullmatch(admin_user) or admin_user == "root":
+    if not _POSIX_USER.fullmatch(admin_user):
         raise ConfigError(f"lvs:adminUser: {admin_user!r} is not a usable login name")
+    if admin_user in _DEBIAN_RESERVED_NAMES:
+        raise ConfigError(f"lvs:adminUser: {admin_user!r} is already a user or group on Debian; choose another login name")
     domain_type = _choice(top, "domainType", "kvm", DOMAIN_TYPES)
 
     networks = top.section("networks")

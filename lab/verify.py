@@ -236,8 +236,9 @@ class Scenario:
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
         with self.step("user-owned rules"):
             owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
-            if cluster.ssh(director.host, director.user, owned).returncode != 0:
-                raise StepFailedError("could not add the user-owned rules on the director")
+            added = cluster.ssh(director.host, director.user, owned)
+            if added.returncode != 0:
+                raise StepFailedError(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
             before = self.director_state(cluster, director)
         with self.step("create"):
             for command in topology.commands:

@@ -72,6 +72,9 @@ BAD_INPUT = [
     (_set("webServers[0].weight", "heavy"), "lvs:webServers[0].weight", "heavy"),
     (_set("image", {}), "lvs:image.source", "missing"),
     (_set("domainType", "xen"), "lvs:domainType", "xen"),
+    # Found by the VM lab: Debian has a group `operator`, so cloud-init cannot create the user.
+    (_set("adminUser", "operator"), "lvs:adminUser", "operator"),
+    (_set("adminUser", "Admin"), "lvs:adminUser", "Admin"),
 ]
 
 

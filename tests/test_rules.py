@@ -59,7 +59,7 @@ def test_commands_connect_to_the_director_as_the_admin_user(any_plan: Plan) -> N
     for command in rule_commands(any_plan).values():
         connection = command.inputs["connection"]
         assert connection["host"] == director["internalIp"]
-        assert connection["user"] == ("lvsadmin" if any_plan.stack == "seed" else "operator")
+        assert connection["user"] == ("lvsadmin" if any_plan.stack == "seed" else "ops")
         assert connection["privateKey"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
         assert connection["dialErrorLimit"] >= 60
 
