@@ -14,6 +14,7 @@ from components.ipvs import IpvsService, RealServer
 from components.network import ClusterNetwork
 from components.nfs_server import NfsServer
 from components.snat import SnatRule
+from components.storage import StoragePool
 from components.web_node import WebNode
 
 settings = load_settings(pulumi.Config("lvs"), stack=pulumi.get_stack())
@@ -22,7 +23,8 @@ networks = {
     "internal": ClusterNetwork("internal", settings.internal),
     "external": ClusterNetwork("external", settings.external),
 }
-base_image = BaseImage("base-image", settings.image, stack=settings.stack)
+pool = StoragePool("pool", settings.image.pool)
+base_image = BaseImage("base-image", settings.image, pool=pool, stack=settings.stack)
 
 nfs = NfsServer(settings, base_image=base_image, networks=networks)
 web_nodes = [WebNode(settings, web, base_image=base_image, networks=networks) for web in settings.web_servers]

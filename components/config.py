@@ -7,6 +7,7 @@ Validation happens here, before any resource is registered, and each failure is 
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ EXTERNAL_NIC = "ext0"
 _HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
 _LIBVIRT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_POOL_PATH_CHARACTERS = re.compile(r"^[A-Za-z0-9._/-]*$")
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # Users and groups Debian's base system and the packages the nodes install already have:
 # cloud-init's useradd fails on them and the node is left without an admin login.
@@ -68,9 +70,25 @@ DEFAULT_SIZES = {
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    """The libvirt storage pool every volume lives in.
+
+    ``path`` is None when ``name`` is an existing pool (``lvs:image.pool``); otherwise the stack
+    creates a ``dir`` pool of that name in that directory (``lvs:image.poolPath``).
+    """
+
+    name: str
+    path: PurePosixPath | None
+
+    @property
+    def created_by_stack(self) -> bool:
+        return self.path is not None
+
+
+@dataclass(frozen=True)
 class ImageSettings:
     source: str
-    pool: str
+    pool: PoolSettings
 
 
 @dataclass(frozen=True)
@@ -265,6 +283,34 @@ def _export_path(section: _Section, name: str, value: Any) -> PurePosixPath:
     return path
 
 
+def _pool(section: _Section, stack: str) -> PoolSettings:
+    """An existing pool named by `pool`, or the `dir` pool the stack creates in `poolPath`."""
+    existing = section.string("pool", None)
+    raw_path = section.string("poolPath", None)
+    if existing is not None:
+        if not _LIBVIRT_NAME.fullmatch(existing):
+            raise ConfigError(
+                f"{section.path('pool')}: {existing!r} is not a usable libvirt pool name "
+                "(letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit)"
+            )
+        if raw_path is not None:
+            raise ConfigError(
+                f"{section.path('poolPath')}: {raw_path!r} only applies to the pool the stack creates; "
+                f"remove it, or remove {section.path('pool')} ({existing!r}) to have the stack create its pool"
+            )
+        return PoolSettings(name=existing, path=None)
+    value = f"/var/lib/libvirt/images/lvs-cluster-{stack}" if raw_path is None else raw_path
+    if not value.startswith("/"):
+        raise ConfigError(f"{section.path('poolPath')}: {value!r} must be an absolute path")
+    if not _POOL_PATH_CHARACTERS.fullmatch(value):
+        raise ConfigError(f"{section.path('poolPath')}: {value!r} has characters outside [A-Za-z0-9._/-]")
+    # normpath keeps a leading `//` (POSIX leaves its meaning open): collapse runs of `/` first.
+    normalised = posixpath.normpath(re.sub(r"/+", "/", value))
+    if normalised == "/":
+        raise ConfigError(f"{section.path('poolPath')}: {value!r} is the root directory; the pool needs a directory of its own")
+    return PoolSettings(name=f"{stack}-pool", path=PurePosixPath(normalised))
+
+
 def _network(section: _Section, role: str) -> NetworkSettings:
     name = section.string("name")
     if not _LIBVIRT_NAME.fullmatch(name):
@@ -307,12 +353,10 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
     top = _Section(raw, NAMESPACE, separator=":")
 
     image_section = top.section("image")
-    image = ImageSettings(
-        source=image_section.string("source"),
-        pool=image_section.string("pool", "default"),
-    )
-    if not image.source.strip():
+    source = image_section.string("source")
+    if not source.strip():
         raise ConfigError(f"{image_section.path('source')}: must not be empty")
+    image = ImageSettings(source=source, pool=_pool(image_section, stack))
     image_section.reject_unknown()
 
     public_key = top.string("sshPublicKey", "")
@@ -494,6 +538,7 @@ __all__ = [
     "MachineSize",
     "NetworkSettings",
     "NfsSettings",
+    "PoolSettings",
     "ServiceSettings",
     "WebServerSettings",
     "load_settings",

@@ -8,18 +8,29 @@ import pulumi
 import pulumi_libvirt as libvirt
 
 from .config import ImageSettings
+from .storage import StoragePool
 
 
 class BaseImage(pulumi.ComponentResource):
     volume: libvirt.Volume
+    # The pool's name as an Output: every volume given it depends on the pool resource.
+    pool: pulumi.Output[str]
 
-    def __init__(self, name: str, settings: ImageSettings, *, stack: str, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: ImageSettings,
+        *,
+        pool: StoragePool,
+        stack: str,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ) -> None:
         super().__init__("lvs:image:BaseImage", name, None, opts)
-        self.pool = settings.pool
+        self.pool = pool.name
         self.volume = libvirt.Volume(
             name,
             name=f"{stack}-base.qcow2",
-            pool=settings.pool,
+            pool=self.pool,
             source=settings.source,
             format="qcow2",
             opts=pulumi.ResourceOptions(parent=self),

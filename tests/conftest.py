@@ -17,6 +17,7 @@ FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----EN
 COMMAND = "command:remote:Command"
 DOMAIN = "libvirt:index/domain:Domain"
 NETWORK = "libvirt:index/network:Network"
+POOL = "libvirt:index/pool:Pool"
 VOLUME = "libvirt:index/volume:Volume"
 CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
 
-from components.config import ConfigError, mac_address, parse_settings
+from components.config import ConfigError, PoolSettings, mac_address, parse_settings
 from lab.plan import record_plan
 from tests.conftest import seed_config
 
@@ -72,6 +73,28 @@ BAD_INPUT = [
     (_set("webServers[0].weight", "heavy"), "lvs:webServers[0].weight", "heavy"),
     (_set("image", {}), "lvs:image.source", "missing"),
     (_set("domainType", "xen"), "lvs:domainType", "xen"),
+    # The storage pool: an existing one by name, or the directory of the one the stack creates.
+    (_set("image.poolPath", "pools/lvs"), "lvs:image.poolPath", "'pools/lvs' must be an absolute path"),
+    (_set("image.poolPath", ""), "lvs:image.poolPath", "'' must be an absolute path"),
+    (_set("image.poolPath", "/"), "lvs:image.poolPath", "'/' is the root directory"),
+    (_set("image.poolPath", "//"), "lvs:image.poolPath", "'//' is the root directory"),
+    (_set("image.poolPath", "/srv/.."), "lvs:image.poolPath", "'/srv/..' is the root directory"),
+    (_set("image.poolPath", "/srv/lvs pool"), "lvs:image.poolPath", "'/srv/lvs pool' has characters outside"),
+    (_set("image.poolPath", "/srv/lvs;reboot"), "lvs:image.poolPath", "'/srv/lvs;reboot' has characters outside"),
+    (_set("image.poolPath", "/srv/pöol"), "lvs:image.poolPath", "'/srv/pöol' has characters outside"),
+    (_set("image.poolPath", "/srv/lvs\nx"), "lvs:image.poolPath", "'/srv/lvs\\nx' has characters outside"),
+    (_set("image.poolPath", 42), "lvs:image.poolPath", "42 is not a string"),
+    (
+        lambda config: config["lvs:image"].update(pool="mypool", poolPath="/srv/lvs"),
+        "lvs:image.poolPath",
+        "'/srv/lvs' only applies to the pool the stack creates",
+    ),
+    (_set("image.pool", ""), "lvs:image.pool", "'' is not a usable libvirt pool name"),
+    (_set("image.pool", "my pool"), "lvs:image.pool", "'my pool' is not a usable libvirt pool name"),
+    (_set("image.pool", "-pool"), "lvs:image.pool", "'-pool' is not a usable libvirt pool name"),
+    (_set("image.pool", "pool/x"), "lvs:image.pool", "'pool/x' is not a usable libvirt pool name"),
+    (_set("image.pool", "p" * 65), "lvs:image.pool", f"{'p' * 65!r} is not a usable libvirt pool name"),
+    (_set("image.poolpath", "/srv/lvs"), "lvs:image.poolpath", "unknown key"),
     # Found by the VM lab: Debian has a group `operator`, so cloud-init cannot create the user.
     (_set("adminUser", "operator"), "lvs:adminUser", "operator"),
     (_set("adminUser", "Admin"), "lvs:adminUser", "Admin"),
@@ -103,6 +126,32 @@ def test_seed_config_reads_into_the_model() -> None:
     # The host side defaults to the last usable address, away from the seed's .1 VIP.
     assert (str(settings.internal.host_ip), str(settings.external.host_ip)) == ("192.168.75.254", "12.0.0.254")
     assert (settings.service.scheduler, settings.service.persistence, settings.service.port) == ("rr", 0, 80)
+    # No `lvs:image.pool`: the stack creates its own pool, named and placed after the stack.
+    assert settings.image.pool == PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))
+    assert settings.image.pool.created_by_stack
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ({}, PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))),
+        ({"poolPath": "/srv/lvs"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs"))),
+        ({"poolPath": "//srv///lvs/"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs"))),
+        ({"poolPath": "/srv/./a/../lvs-1.2_x"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs-1.2_x"))),
+        ({"pool": "default"}, PoolSettings(name="default", path=None)),
+        ({"pool": "Pool_1.a-b"}, PoolSettings(name="Pool_1.a-b", path=None)),
+        ({"pool": "p" * 64}, PoolSettings(name="p" * 64, path=None)),
+        ({"pool": None, "poolPath": None}, PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))),
+    ],
+    ids=["default", "path", "slashes", "dots", "existing-default", "existing-chars", "existing-64", "nulls"],
+)
+def test_pool_settings(image: dict[str, Any], expected: PoolSettings) -> None:
+    raw = {key.split(":", 1)[1]: value for key, value in seed_config().items() if key.startswith("lvs:")}
+    raw.pop("sshPrivateKey")
+    raw["image"] = {**raw["image"], **image}
+    settings = parse_settings(raw, stack="seed", ssh_private_key="key")
+    assert settings.image.pool == expected
+    assert settings.image.pool.created_by_stack == (expected.path is not None)
 
 
 def test_defaults_apply_where_the_seed_implies_one() -> None:

@@ -98,6 +98,7 @@ def test_components_group_resources(seed_plan: Plan) -> None:
     types = {r.type for r in seed_plan.resources if not r.custom}
     assert types == {
         "lvs:network:ClusterNetwork",
+        "lvs:storage:StoragePool",
         "lvs:image:BaseImage",
         "lvs:vm:VirtualMachine",
         "lvs:node:NfsServer",
