@@ -1,0 +1,173 @@
+"""A private libvirt daemon for one lab run: Debian's `libvirtd` and `virtlogd`, started by
+hand inside the lab's network namespace and a mount namespace of their own.
+
+Bind mounts give the daemons their own `/etc/libvirt`, `/run/libvirt`, `/var/lib/libvirt`,
+`/var/log/libvirt` and `/var/cache/libvirt` (directories under the run's work directory), so
+they never see or touch a libvirt the machine already runs, and two labs never share a socket.
+The lab reaches the daemon through the socket file in its own run directory
+(`qemu:///system?socket=…`). The bridges, taps and QEMU processes the daemon makes live in the
+lab's network namespace and end with it.
+
+    with PrivateLibvirtd(namespace, workdir / "libvirt", log=log) as daemon:
+        connection = daemon.connect()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+import libvirt
+
+from .netns import Namespace, end_process
+
+Log = Callable[[str], None]
+START_TIMEOUT_SECONDS = 60
+
+# Directory under the run's work directory → the path the daemons see it at.
+PRIVATE_DIRS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+}
+# Debian's package creates these under /var/lib/libvirt; the network driver writes its
+# per-bridge files into dnsmasq/ even for networks without DHCP.
+LIB_SKELETON = ("dnsmasq", "images", "boot", "qemu")
+
+# The mounts are made inside the new mount namespace only (`unshare --mount` makes it private),
+# then virtlogd runs in the background and libvirtd replaces the shell, so the process the lab
+# started is libvirtd itself.
+_START_SCRIPT = """set -eu
+root=$1
+for pair in {pairs}; do
+  mkdir -p "${{pair#*:}}"
+  mount --bind "$root/${{pair%%:*}}" "${{pair#*:}}"
+done
+virtlogd --pid-file "$root/virtlogd.pid" &
+exec libvirtd --pid-file "$root/libvirtd.pid"
+"""
+
+
+class LibvirtdError(RuntimeError):
+    pass
+
+
+class PrivateLibvirtd:
+    def __init__(self, namespace: Namespace, root: Path, *, log: Log) -> None:
+        self.namespace = namespace
+        self.root = root
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.daemon_log = root / "libvirtd.log"
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run" / "libvirt-sock"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu:///system?socket={self.socket}"
+
+    def __enter__(self) -> PrivateLibvirtd:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
+
+    def _prepare(self) -> None:
+        for name in PRIVATE_DIRS:
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        # The package's daemon settings, none of its objects: no default network, no
+        # autostarted anything (those live in subdirectories that are not copied).
+        for conf in Path("/etc/libvirt").glob("*.conf"):
+            shutil.copy2(conf, self.root / "etc" / conf.name)
+        for name in LIB_SKELETON:
+            (self.root / "lib" / name).mkdir(exist_ok=True)
+
+    def start(self) -> None:
+        if not shutil.which("libvirtd") or not shutil.which("virtlogd"):
+            raise LibvirtdError("libvirtd/virtlogd not found: run scripts/setup (Debian's libvirt-daemon-system)")
+        self._prepare()
+        pairs = " ".join(f"{name}:{target}" for name, target in PRIVATE_DIRS.items())
+        with self.daemon_log.open("wb") as output:
+            self.process = self.namespace.popen(
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    _START_SCRIPT.format(pairs=pairs),
+                    "libvirtd",
+                    str(self.root),
+                ],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LibvirtdError(f"libvirtd exited ({self.process.returncode}):\n{self.log_tail()}")
+            if self.socket.exists():
+                with contextlib.suppress(libvirt.libvirtError):
+                    self.connect().close()
+                    self.log(
+                        f"libvirtd {libvirt.getVersion() // 1000000}.x running in netns {self.namespace.name} (pid {self.process.pid})"
+                    )
+                    return
+            time.sleep(0.2)
+        raise LibvirtdError(f"libvirtd did not answer on {self.socket} within {START_TIMEOUT_SECONDS} s:\n{self.log_tail()}")
+
+    def connect(self) -> libvirt.virConnect:
+        return libvirt.open(self.uri)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.daemon_log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def pids(self) -> dict[str, int]:
+        found = {}
+        for name in ("libvirtd", "virtlogd"):
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                found[name] = int((self.root / f"{name}.pid").read_text().strip())
+        return found
+
+    def stop(self) -> None:
+        """Ends the daemons by PID. Domains they still run are ended first: libvirtd leaves its
+        QEMU processes running when it exits."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            with contextlib.suppress(libvirt.libvirtError):
+                connection = self.connect()
+                for domain in connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        domain.destroy()
+                connection.close()
+        virtlogd = self.pids().get("virtlogd")
+        end_process(self.process)
+        if virtlogd and _is_process(virtlogd, "virtlogd"):
+            os.kill(virtlogd, signal.SIGTERM)
+        self.namespace.forget(self.process)
+        self.process = None
+        self.log("libvirtd stopped")
+
+
+def _is_process(pid: int, name: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == name
+    except FileNotFoundError:
+        return False
