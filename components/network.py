@@ -9,13 +9,24 @@ import pulumi_libvirt as libvirt
 
 from .config import NetworkSettings
 
-# libvirt puts the host on the first address of `addresses`; the seed's VIP is 12.0.0.1.
-# The provider's XSLT hook moves the host to the configured hostIp instead.
+# The provider's XSLT hook (terraform-provider-libvirt v0.8.1, utils_xslt.go transformXML)
+# mends two things in the XML it generates (network.go getIPsFromResource, resource_libvirt_
+# network.go resourceLibvirtNetworkCreate):
+# - it puts the host on the subnet's first address, the seed's VIP 12.0.0.1: move it to hostIp;
+# - `dns.enabled = false` sends no <dns> element at all, so libvirt still runs dnsmasq as a DNS
+#   server on the guests' network (and fails to start the network where dnsmasq is missing):
+#   say <dns enable="no"/>.
 _HOST_ADDRESS_XSLT = """<?xml version="1.0"?>
 <xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
   <xsl:output omit-xml-declaration="yes" indent="yes"/>
   <xsl:template match="node()|@*">
     <xsl:copy><xsl:apply-templates select="node()|@*"/></xsl:copy>
+  </xsl:template>
+  <xsl:template match="/network">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::dns)]"/>
+      <dns enable="no"/>
+    </xsl:copy>
   </xsl:template>
   <xsl:template match="/network/ip/@address">
     <xsl:attribute name="address">{host_ip}</xsl:attribute>

@@ -9,19 +9,19 @@ bytes of their CloudInitDisk; remote Commands from the Command resources, in dep
 from __future__ import annotations
 
 import ipaddress
-import subprocess
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 from .plan import Plan, PlannedResource
+from .translation import network_xml
 
 NETWORK = "libvirt:index/network:Network"
 DOMAIN = "libvirt:index/domain:Domain"
 VOLUME = "libvirt:index/volume:Volume"
+POOL = "libvirt:index/pool:Pool"
 CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
 COMMAND = "command:remote:Command"
 
@@ -75,35 +75,16 @@ class Topology:
         return next(command for command in self.commands if command.name == name)
 
 
-def provider_network_xml(network: PlannedResource) -> str:
-    """The <network> XML terraform-provider-libvirt (legacy) generates before the stylesheet:
-    for an `addresses` CIDR it puts the host on the first usable address."""
-    root = ElementTree.Element("network")
-    ElementTree.SubElement(root, "name").text = network.inputs["name"]
-    ElementTree.SubElement(root, "bridge", stp="on")
-    for cidr in network.inputs.get("addresses", []):
-        subnet = ipaddress.IPv4Network(cidr)
-        ElementTree.SubElement(root, "ip", address=str(subnet.network_address + 1), prefix=str(subnet.prefixlen), family="ipv4")
-    return ElementTree.tostring(root, encoding="unicode")
-
-
 def host_address(network: PlannedResource) -> ipaddress.IPv4Address:
-    xml = provider_network_xml(network)
-    stylesheet = network.inputs.get("xml", {}).get("xslt")
-    if stylesheet:
-        with tempfile.TemporaryDirectory(prefix="lvs-lab-xslt-") as work:
-            (Path(work) / "network.xsl").write_text(stylesheet)
-            (Path(work) / "network.xml").write_text(xml)
-            xml = subprocess.run(
-                ["xsltproc", "network.xsl", "network.xml"], cwd=work, capture_output=True, text=True, check=True, timeout=30
-            ).stdout
-    ip = ElementTree.fromstring(xml).find("ip")
+    """The host's address on a network: what the provider's XML says once the network's own
+    stylesheet has been applied (translation.network_xml)."""
+    ip = ElementTree.fromstring(network_xml(network.inputs)).find("ip")
     if ip is None:
         raise ValueError(f"network {network.inputs['name']} gives the host no address: the lab cannot reach its guests")
     return ipaddress.IPv4Address(ip.get("address"))
 
 
-def _resource_id(resource: PlannedResource) -> str:
+def resource_id(resource: PlannedResource) -> str:
     # The mock engine's ids are "<name>-id"; inputs refer to other resources by them.
     return f"{resource.name}-id"
 
@@ -112,14 +93,14 @@ def read_topology(plan: Plan) -> Topology:
     networks = {}
     for resource in plan.of_type(NETWORK):
         (cidr,) = resource.inputs["addresses"]
-        networks[_resource_id(resource)] = LabNetwork(
-            resource_id=_resource_id(resource),
+        networks[resource_id(resource)] = LabNetwork(
+            resource_id=resource_id(resource),
             name=resource.inputs["name"],
             cidr=ipaddress.IPv4Network(cidr),
             host_ip=host_address(resource),
         )
-    disks = {_resource_id(r): r for r in plan.of_type(CLOUD_INIT_DISK)}
-    volumes = {_resource_id(r): r for r in plan.of_type(VOLUME)}
+    disks = {resource_id(r): r for r in plan.of_type(CLOUD_INIT_DISK)}
+    volumes = {resource_id(r): r for r in plan.of_type(VOLUME)}
     guests = []
     for domain in plan.of_type(DOMAIN):
         inputs = domain.inputs
@@ -154,7 +135,7 @@ def _commands_in_order(plan: Plan) -> tuple[LabCommand, ...]:
     # A Command waits for everything its resource (and the components above it) depends on:
     # follow dependencies through components down to the Commands they contain.
     by_name = sorted(commands.values(), key=lambda resource: resource.name)
-    graph = {resource.urn: _command_dependencies(plan, resource, commands) for resource in by_name}
+    graph = {resource.urn: dependencies_among(plan, resource, commands) for resource in by_name}
     ordered = []
     for urn in TopologicalSorter(graph).static_order():
         resource = commands[urn]
@@ -174,7 +155,9 @@ def _commands_in_order(plan: Plan) -> tuple[LabCommand, ...]:
     return tuple(ordered)
 
 
-def _command_dependencies(plan: Plan, resource: PlannedResource, commands: dict[str, PlannedResource]) -> set[str]:
+def dependencies_among(plan: Plan, resource: PlannedResource, among: Mapping[str, PlannedResource]) -> set[str]:
+    """The resources of `among` that `resource` waits for, followed through components (a
+    dependency on a component is one on everything inside it)."""
     found: set[str] = set()
     pending = list(resource.dependencies)
     seen: set[str] = set()
@@ -183,7 +166,7 @@ def _command_dependencies(plan: Plan, resource: PlannedResource, commands: dict[
         if urn in seen:
             continue
         seen.add(urn)
-        if urn in commands:
+        if urn in among:
             found.add(urn)
         else:
             dependency = plan.by_urn(urn)
