@@ -5,6 +5,9 @@ Each rule is a Command whose create/update/delete scripts are the exact ipvsadm 
 scheduler or persistence change runs the update in place; changing the service's or a real
 server's address replaces that rule (the old one is deleted first). Every change is saved to
 /etc/ipvsadm.rules, which Debian's ipvsadm service restores at boot.
+
+Removing a real server drains it first, as kube-proxy does: weight 0 (no new connections, the
+established ones go on), then a bounded wait for its active connections to end, then `-d`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from .remote import as_root, script_options
 
 _SAVE = "ipvsadm-save -n > /etc/ipvsadm.rules.new\nmv /etc/ipvsadm.rules.new /etc/ipvsadm.rules\n"
 _PROTOCOL_FLAGS = {"tcp": "-t", "udp": "-u"}
+# A real server's delete waits at most this long (one poll a second) for its active
+# connections to end after its weight went to 0; then it is removed anyway.
+DRAIN_SECONDS = 30
 
 
 def service_key(service: ServiceSettings, vip: IPv4Address) -> str:
@@ -66,10 +72,30 @@ def apply_real_server_script(service: ServiceSettings, vip: IPv4Address, real_ip
 def delete_real_server_script(service: ServiceSettings, vip: IPv4Address, real_ip: IPv4Address) -> str:
     key = service_key(service, vip)
     real = f"{real_ip}:{service.port}"
+    # `ipvsadm -L -n` prints a real server as `  -> RIP:PORT Forward Weight ActiveConn InActConn`:
+    # the function prints its ActiveConn, or nothing when it is not in the service.
     return as_root(
-        f"# lvs-cluster: remove real server {real} from {key} if present\n"
-        f"if ipvsadm -L -n {key} 2>/dev/null | grep -qF -- '-> {real} '; then\n"
-        f"  ipvsadm -d {key} -r {real}\n"
+        f"# lvs-cluster: remove real server {real} from {key} if present, drained first:\n"
+        f"# weight 0 (no new connections), then up to {DRAIN_SECONDS} s for its active connections to end\n"
+        "active_connections() {\n"
+        f"  ipvsadm -L -n {key} 2>/dev/null | awk -v real={real} '$1 == \"->\" && $2 == real {{ print $5 + 0 }}'\n"
+        "}\n"
+        'if [ -n "$(active_connections)" ]; then\n'
+        f"  ipvsadm -e {key} -r {real} -m -w 0\n"
+        "  waited=0\n"
+        '  active="$(active_connections)"\n'
+        f'  while [ "${{active:-0}}" -gt 0 ] && [ "$waited" -lt {DRAIN_SECONDS} ]; do\n'
+        "    sleep 1\n"
+        "    waited=$((waited + 1))\n"
+        '    active="$(active_connections)"\n'
+        "  done\n"
+        '  if [ "${active:-0}" -gt 0 ]; then\n'
+        f'    echo "lvs-cluster: {real} still has $active active connections after {DRAIN_SECONDS} s of draining;'
+        ' removing it anyway" >&2\n'
+        "  fi\n"
+        '  if [ -n "$active" ]; then\n'
+        f"    ipvsadm -d {key} -r {real}\n"
+        "  fi\n"
         "fi\n" + _SAVE
     )
 

@@ -5,6 +5,7 @@ keep the kernel tables as files; the VM lab runs them against the real tools).""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from components.ipvs import DRAIN_SECONDS
 from lab.plan import Plan, PlannedResource, record_plan
 from tests.conftest import COMMAND, DOMAIN, second_config
 
@@ -143,11 +145,20 @@ class Director:
         self.state = tmp_path
         self.env = {**os.environ, "PATH": f"{FAKES}:{os.environ['PATH']}", "FAKE_STATE": str(tmp_path)}
 
-    def run(self, command: str) -> None:
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
         assert command.startswith("sudo -n sh -eu <<'")
         # The only host path the scripts write is the saved IPVS table: keep it in tmp.
         script = command.replace("/etc/ipvsadm.rules", str(self.state / "ipvsadm.rules"))
-        subprocess.run(["sh", "-c", script], env=self.env, check=True, capture_output=True, text=True)
+        return subprocess.run(["sh", "-c", script], env=self.env, check=True, capture_output=True, text=True)
+
+    def log(self) -> list[str]:
+        """Every ipvsadm, ipvsadm-save and sleep call so far, in order."""
+        path = self.state / "commands.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def connections(self, real: str, active: list[int], inactive: int = 0) -> None:
+        """The ActiveConn the next listings show for a real server, one count per listing."""
+        (self.state / "connections.json").write_text(json.dumps({real: {"active": active, "inactive": inactive}}))
 
     def ipvs(self) -> dict[str, Any]:
         path = self.state / "ipvs.json"
@@ -218,6 +229,82 @@ def test_ipvs_update_edits_in_place(director: Director, config_with: Any) -> Non
 
     director.run(record_plan(config_with(lambda c: None), stack="seed").named("ipvs-virtual-service").inputs["update"])
     assert director.ipvs()["12.0.0.1:80"]["persistence"] == 0  # persistence removed again
+
+
+WEB1 = "192.168.75.50:80"
+LIST = "ipvsadm -L -n -t 12.0.0.1:80"
+QUIESCE = f"ipvsadm -e -t 12.0.0.1:80 -r {WEB1} -m -w 0"
+REMOVE = f"ipvsadm -d -t 12.0.0.1:80 -r {WEB1}"
+SAVE = "ipvsadm-save -n"
+
+
+@pytest.fixture
+def seed_director(seed_plan: Plan, director: Director) -> Director:
+    """The seed's service and both real servers applied, next to a service the user owns."""
+    director.run("sudo -n sh -eu <<'X'\nipvsadm -A -t 12.0.0.1:443 -s sh\nipvsadm -a -t 12.0.0.1:443 -r 192.168.75.99:443 -m -w 5\nX\n")
+    for name in ("ipvs-virtual-service", "ipvs-real-server-web1", "ipvs-real-server-web2"):
+        director.run(seed_plan.named(name).inputs["create"])
+    return director
+
+
+def web1_delete(seed_plan: Plan) -> str:
+    return str(seed_plan.named("ipvs-real-server-web1").inputs["delete"])
+
+
+def without_web1(table: dict[str, Any]) -> dict[str, Any]:
+    expected: dict[str, Any] = copy.deepcopy(table)
+    del expected["12.0.0.1:80"]["reals"][WEB1]
+    return expected
+
+
+def test_real_server_delete_shows_its_drain_bound(any_plan: Plan) -> None:
+    for name, node in any_plan.outputs["nodes"].items():
+        if node["role"] == "web":
+            delete = body(any_plan.named(f"ipvs-real-server-{name}").inputs["delete"])
+            assert f'[ "$waited" -lt {DRAIN_SECONDS} ]' in delete and "    sleep 1\n" in delete
+            assert delete.index(" -m -w 0\n") < delete.index("sleep 1") < delete.index("ipvsadm -d ")
+
+
+def test_idle_real_server_is_quiesced_and_deleted_at_once(seed_plan: Plan, seed_director: Director) -> None:
+    before, start = seed_director.ipvs(), len(seed_director.log())
+    result = seed_director.run(web1_delete(seed_plan))
+    assert seed_director.log()[start:] == [LIST, QUIESCE, LIST, REMOVE, SAVE]
+    assert seed_director.ipvs() == without_web1(before)  # web2 and the user's service untouched
+    assert result.stderr == ""
+    assert WEB1 not in seed_director.saved_ipvs() and "192.168.75.60:80" in seed_director.saved_ipvs()
+
+
+def test_real_server_is_drained_before_it_is_deleted(seed_plan: Plan, seed_director: Director) -> None:
+    before = seed_director.ipvs()
+    # Listings show 4 (before the weight goes to 0), then 3, 1, 0; the InActConn column is never read.
+    seed_director.connections(WEB1, active=[4, 3, 1, 0], inactive=9)
+    start = len(seed_director.log())
+    result = seed_director.run(web1_delete(seed_plan))
+    assert seed_director.log()[start:] == [LIST, QUIESCE, LIST, "sleep 1", LIST, "sleep 1", LIST, REMOVE, SAVE]
+    assert seed_director.ipvs() == without_web1(before)
+    assert result.stderr == ""
+
+
+def test_drain_gives_up_after_its_bound_and_deletes_anyway(seed_plan: Plan, seed_director: Director) -> None:
+    before = seed_director.ipvs()
+    seed_director.connections(WEB1, active=[7])  # never drops
+    start = len(seed_director.log())
+    result = seed_director.run(web1_delete(seed_plan))
+    log = seed_director.log()[start:]
+    assert log == [LIST, QUIESCE, LIST, *["sleep 1", LIST] * DRAIN_SECONDS, REMOVE, SAVE]
+    assert seed_director.ipvs() == without_web1(before)
+    assert f"{WEB1} still has 7 active connections after {DRAIN_SECONDS} s of draining" in result.stderr
+
+
+def test_deleting_an_absent_real_server_is_harmless(seed_plan: Plan, seed_director: Director) -> None:
+    seed_director.run(web1_delete(seed_plan))
+    after, start = seed_director.ipvs(), len(seed_director.log())
+    seed_director.run(web1_delete(seed_plan))
+    assert seed_director.log()[start:] == [LIST, SAVE]
+    assert seed_director.ipvs() == after
+    seed_director.run(seed_plan.named("ipvs-virtual-service").inputs["delete"])
+    seed_director.run(web1_delete(seed_plan))  # nor when its service is gone too
+    assert seed_director.ipvs() == {"12.0.0.1:443": after["12.0.0.1:443"]}
 
 
 def test_snat_script_is_idempotent_and_leaves_other_rules(seed_plan: Plan, director: Director) -> None:
