@@ -12,7 +12,7 @@ import argparse
 import json
 import subprocess
 import sys
-from dataclasses import asdict
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from rich.table import Table
 
 from .cluster import CommandRun, LabCluster, tear_down
 from .image import DEFAULT_CACHE_DIR, ensure_image
+from .libvirtd import PrivateLibvirtd
 from .plan import record_plan, stack_name
 from .topology import read_topology
-from .verify import BOOT_TIMEOUT_SECONDS, Distribution, lab_config, verify
+from .verify import BOOT_TIMEOUT_SECONDS, DOMAIN_SUBSTITUTIONS, Distribution, lab_config, verify
 
 console = Console(stderr=True, highlight=False)
 UP_DIR = DEFAULT_CACHE_DIR / "lab-up"
@@ -76,7 +77,7 @@ def show_distribution(title: str, distribution: Distribution, verbose: bool) -> 
 
 
 def command_verify(args: argparse.Namespace) -> int:
-    report = verify(Path(args.config), requests=args.requests, log=log, show=make_show(args.verbose))
+    report = verify(Path(args.config), requests=args.requests, log=log, show=make_show(args.verbose), second_stack=args.second_stack)
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
     checks.add_column("result")
@@ -88,7 +89,7 @@ def command_verify(args: argparse.Namespace) -> int:
     for note in report.notes:
         console.print(f"note: {note}")
     if args.json:
-        Path(args.json).write_text(json.dumps(asdict(report), indent=2))
+        Path(args.json).write_text(json.dumps(report.as_json(), indent=2))
         console.print(f"report written to {args.json}")
     console.print("[bold green]lab verify: all checks held[/bold green]" if report.ok else "[bold red]lab verify: FAILED[/bold red]")
     return 0 if report.ok else 1
@@ -100,16 +101,24 @@ def command_up(args: argparse.Namespace) -> int:
         return 1
     config_path = Path(args.config)
     stack = stack_name(config_path)
-    workdir = UP_DIR / "run"
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Outside root's home: libvirt runs QEMU as libvirt-qemu, which must reach the kernel files.
+    workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-up-{stack}-"))
     key = workdir / "id_ed25519"
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-    config = lab_config(config_path, key.with_suffix(".pub").read_text().strip(), key.read_text())
+    config, substitutions = lab_config(
+        config_path,
+        key.with_suffix(".pub").read_text().strip(),
+        key.read_text(),
+        image=ensure_image(log=log).root_disk,
+        libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+    )
+    for substitution in [*substitutions, *DOMAIN_SUBSTITUTIONS]:
+        console.print(f"[dim]substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})[/dim]")
     plan = record_plan(config, stack=stack)
     topology = read_topology(plan)
     image = ensure_image(log=log)
-    cluster = LabCluster(topology, image=image, workdir=workdir, ssh_key=key, namespace=f"lvslab-up-{stack}"[:15], log=log)
+    cluster = LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=f"lvslab-up-{stack}"[:15], log=log)
     try:
         cluster.start()
         cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
@@ -148,6 +157,12 @@ def command_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run as run_doctor
+
+    return run_doctor(Path(args.config), args.uri, out=sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--config", required=True, help="a Pulumi.<stack>.yaml")
     verify_parser.add_argument("--requests", type=int, default=120, help="requests per distribution check (default 120)")
     verify_parser.add_argument("--json", help="write the report here")
+    verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
     verify_parser.set_defaults(run=command_verify)
     up_parser = commands.add_parser("up", help="boot the cluster and leave it running")
@@ -162,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.set_defaults(run=command_up)
     commands.add_parser("down", help="remove the lab `up` left").set_defaults(run=command_down)
     commands.add_parser("image", help="build or reuse the base image").set_defaults(run=command_image)
+    doctor_parser = commands.add_parser("doctor", help="preflight for `pulumi up` on your libvirt host; exit 1 on any fail")
+    doctor_parser.add_argument("--config", required=True, help="a Pulumi.<stack>.yaml")
+    doctor_parser.add_argument("--uri", help="libvirt URI (default: the stack's libvirt:uri, else qemu:///system)")
+    doctor_parser.set_defaults(run=command_doctor)
     args = parser.parse_args(argv)
     if getattr(args, "requests", 1) < 1:
         parser.error("--requests must be at least 1")

@@ -1,10 +1,12 @@
-"""A topology realised inside a network namespace the lab creates: one bridge per libvirt
-network (carrying the host's address on it), one QEMU guest per domain, NICs on taps in the
-plan's order with the plan's MACs, and SSH from the namespace as the Commands' connection says.
+"""The cluster the plan declares, brought up through a private libvirtd inside a network
+namespace the lab creates: libvirt defines and runs the pool, volumes, networks and domains
+(`deployment.py`); the lab watches each guest's console and reaches the nodes over SSH from
+the namespace, as the Commands' connections say.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,16 +15,27 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
+from xml.etree import ElementTree
 
+import libvirt
+
+from .deployment import Change, Deployment
 from .guest import Guest
 from .image import BaseImage
+from .libvirtd import PrivateLibvirtd
 from .netns import Namespace
-from .topology import LabCommand, Topology
+from .plan import Plan
+from .topology import DOMAIN, LabCommand, Topology
+from .translation import DirectBoot, LabDomainChanges
 
 Log = Callable[[str], None]
 STATE_FILE_NAME = "lab-state.json"
+# Caps QEMU's translation cache under software emulation: without it a guest's QEMU grows
+# by up to a GiB (measured here, see ../shared/docs/known-pitfalls.md).
+TCG_TRANSLATION_CACHE_MIB = 256
 
 
 @dataclass(frozen=True)
@@ -36,15 +49,20 @@ class CommandRun:
 
 
 class LabCluster:
-    def __init__(self, topology: Topology, *, image: BaseImage, workdir: Path, ssh_key: Path, namespace: str, log: Log) -> None:
+    def __init__(self, plan: Plan, topology: Topology, *, image: BaseImage, workdir: Path, ssh_key: Path, namespace: str, log: Log) -> None:
+        self.plan = plan
         self.topology = topology
         self.image = image
         self.workdir = workdir
         self.ssh_key = ssh_key
         self.log = log
         self.ns = Namespace(namespace, log=log)
+        self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log)
         self.guests: dict[str, Guest] = {}
-        self.bridges: dict[str, str] = {}
+        self.connection: libvirt.virConnect | None = None
+        self.deployment: Deployment | None = None
+        self.boot: DirectBoot | None = None
+        self.provided_pools: list[str] = []
 
     def __enter__(self) -> LabCluster:
         return self
@@ -52,43 +70,153 @@ class LabCluster:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self) -> list[Change]:
+        """The private daemon, then `up` of the plan: every libvirt object created, every domain started."""
+        # libvirt runs QEMU as libvirt-qemu: it must reach the lab's kernel and console files.
+        self.workdir.chmod(0o755)
+        boot = self.workdir / "boot"
+        boot.mkdir(exist_ok=True)
+        for source in (self.image.kernel, self.image.initrd):
+            shutil.copyfile(source, boot / source.name)
+            (boot / source.name).chmod(0o644)
+        self.boot = DirectBoot(boot / self.image.kernel.name, boot / self.image.initrd.name, self.image.default_kernel_args())
+        (self.workdir / "consoles").mkdir(exist_ok=True)
         self.ns.create()
-        for index, network in enumerate(self.topology.networks):
-            bridge = self.ns.add_bridge(f"lvsbr{index}", f"{network.host_ip}/{network.cidr.prefixlen}")
-            self.bridges[network.resource_id] = bridge
-        for guest_index, spec in enumerate(self.topology.guests):
-            taps = [
-                (self.ns.add_tap(f"lvst{guest_index}n{nic_index}", self.bridges[nic.network.resource_id]), nic.mac)
-                for nic_index, nic in enumerate(spec.nics)
-            ]
-            guest_dir = self.workdir / spec.name
-            guest_dir.mkdir(parents=True, exist_ok=True)
+        self.daemon.start()
+        self.connection = self.daemon.connect()
+        self.deployment = Deployment(self.connection, work=self.workdir / "provider", lab_changes=self.domain_changes, log=self.log)
+        self.provided_pools = self.deployment.provide_existing_pools(self.plan, Path("/var/lib/libvirt/images"))
+        return self.up(self.plan, self.topology)
+
+    def domain_changes(self, domain_name: str, domain_type: str) -> LabDomainChanges:
+        return LabDomainChanges(
+            boot=self.boot,
+            console_log=self.workdir / "consoles" / f"{domain_name}.log",
+            tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if domain_type == "qemu" else None,
+        )
+
+    def up(self, plan: Plan, topology: Topology) -> list[Change]:
+        """Applies a (possibly changed) plan as `pulumi up` would; watches the domains it started."""
+        assert self.deployment is not None
+        self.plan, self.topology = plan, topology
+        changes = self.deployment.up(plan)
+        started = {change.name for change in changes if change.type == "Domain" and change.action == "create"}
+        names = {resource.name: resource.inputs["name"] for resource in plan.of_type(DOMAIN) if resource.name in started}
+        for domain_name in names.values():
             guest = Guest(
-                spec.name,
-                self.image,
-                guest_dir,
+                domain_name,
+                self.workdir / "guests" / domain_name,
                 self.ns,
-                memory_mib=spec.memory_mib,
-                vcpus=spec.vcpus,
-                nics=taps,
-                user_data=spec.user_data,
-                meta_data=spec.meta_data,
-                network_config=spec.network_config,
+                console_log=self.workdir / "consoles" / f"{domain_name}.log",
+                is_running=partial(self._is_active, domain_name),
                 ssh_key=self.ssh_key,
                 log=self.log,
             )
-            guest.start()
-            self.guests[spec.name] = guest
+            guest.mark_started()
+            self.guests[domain_name] = guest
+        for domain_name in list(self.guests):
+            if domain_name not in {guest.name for guest in topology.guests}:
+                del self.guests[domain_name]
+        return changes
+
+    def _is_active(self, domain_name: str) -> bool:
+        assert self.connection is not None
+        try:
+            return bool(self.connection.lookupByName(domain_name).isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def destroy(self) -> tuple[list[Change], list[str]]:
+        """`pulumi destroy` of what `up` created, and what the daemon still holds of the plan afterwards."""
+        assert self.deployment is not None
+        changes = self.deployment.destroy()
+        self.guests.clear()
+        return changes, self.deployment.leftovers(self.plan)
 
     def wait_booted(self, timeout: float) -> dict[str, float]:
         """Each guest's own uptime when cloud-init reported it finished (the guests boot at
         once; waiting for them one after the other must not add up)."""
         booted = {}
         for name, guest in self.guests.items():
-            guest.wait_cloud_init_done(timeout=timeout)
+            if guest.guest_uptime is None:
+                guest.wait_cloud_init_done(timeout=timeout)
             booted[name] = guest.guest_uptime or 0.0
         return booted
+
+    # ------------------------------------------------------------ what libvirt says
+
+    def bridge_addresses(self) -> dict[str, list[str]]:
+        """Each planned network's bridge (named by libvirt) and the addresses it holds in the namespace."""
+        assert self.connection is not None
+        found = {}
+        for network in self.topology.networks:
+            xml = ElementTree.fromstring(self.connection.networkLookupByName(network.name).XMLDesc(0))
+            bridge = xml.find("bridge")
+            name = bridge.get("name", "") if bridge is not None else ""
+            shown = json.loads(self.ns.ip("-j", "addr", "show", "dev", name).stdout)
+            found[network.name] = [f"{a['local']}/{a['prefixlen']}" for link in shown for a in link["addr_info"] if a["family"] == "inet"]
+        return found
+
+    def domain_nics(self) -> dict[str, list[tuple[str, str]]]:
+        """Each planned domain's NICs as libvirt runs them: (network, MAC), in order."""
+        assert self.connection is not None
+        found = {}
+        for guest in self.topology.guests:
+            xml = ElementTree.fromstring(self.connection.lookupByName(guest.name).XMLDesc(0))
+            found[guest.name] = [
+                (nic.find("source").get("network", ""), nic.find("mac").get("address", "").lower())  # type: ignore[union-attr]
+                for nic in xml.findall("devices/interface")
+            ]
+        return found
+
+    def bridge_names(self) -> dict[str, str]:
+        """Every network on the daemon and the bridge libvirt gave it."""
+        assert self.connection is not None
+        names = {}
+        for network in self.connection.listAllNetworks(0):
+            bridge = ElementTree.fromstring(network.XMLDesc(0)).find("bridge")
+            names[network.name()] = bridge.get("name", "") if bridge is not None else ""
+        return names
+
+    def libvirt_inventory(self) -> dict[str, list[str]]:
+        """Everything the daemon holds, by name (and domain UUID and state)."""
+        assert self.connection is not None
+        volumes = []
+        for pool in self.connection.listAllStoragePools(0):
+            pool.refresh(0)
+            volumes += [f"{pool.name()}/{volume}" for volume in pool.listVolumes()]
+        return {
+            "domains": sorted(f"{d.name()} {d.UUIDString()} active={d.isActive()}" for d in self.connection.listAllDomains(0)),
+            "networks": sorted(f"{n.name()} active={n.isActive()}" for n in self.connection.listAllNetworks(0)),
+            "pools": sorted(p.name() for p in self.connection.listAllStoragePools(0)),
+            "volumes": sorted(volumes),
+        }
+
+    def second_deployment(self, plan: Plan) -> tuple[Deployment, list[str]]:
+        """Another stack on the same daemon, defined but not booted, and the pools the lab
+        provided for it."""
+        assert self.connection is not None
+        second = Deployment(
+            self.connection, work=self.workdir / "provider-second", lab_changes=self.domain_changes, log=self.log, start_domains=False
+        )
+        return second, second.provide_existing_pools(plan, Path("/var/lib/libvirt/images"))
+
+    def remove_pools(self, names: list[str]) -> None:
+        """Removes pools the lab itself provided (never one of a stack's)."""
+        assert self.connection is not None
+        for name in names:
+            pool = self.connection.storagePoolLookupByName(name)
+            if pool.isActive():
+                pool.destroy()
+            pool.delete(0)
+            pool.undefine()
+
+    def ssh_argv(self, host: str, user: str, script: str) -> list[str]:
+        return self._any_guest().ssh_command(script, host=host, user=user)
+
+    def domain_uuids(self) -> dict[str, str]:
+        assert self.connection is not None
+        return {guest.name: self.connection.lookupByName(guest.name).UUIDString() for guest in self.topology.guests}
 
     def _any_guest(self) -> Guest:
         return next(iter(self.guests.values()))
@@ -112,18 +240,16 @@ class LabCluster:
         return result
 
     def close(self) -> None:
-        for guest in self.guests.values():
-            guest.stop()
+        if self.connection is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self.connection.close()
+            self.connection = None
+        self.daemon.stop()
         self.ns.close()
 
     def detach(self, state_dir: Path, access: dict[str, object]) -> Path:
         """Leaves the lab running (for `lab up`) and records what `lab down` must end."""
-        state = {
-            "namespace": self.ns.name,
-            "workdir": str(self.workdir),
-            "guests": {name: guest.pid for name, guest in self.guests.items()},
-            "access": access,
-        }
+        state = {"namespace": self.ns.name, "workdir": str(self.workdir), "daemons": self.daemon.pids(), "access": access}
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / STATE_FILE_NAME
         path.write_text(json.dumps(state, indent=2))
@@ -131,40 +257,43 @@ class LabCluster:
 
 
 def tear_down(state_dir: Path, log: Log) -> bool:
-    """Ends what `lab up` left running: its QEMU processes (by PID, only if they are still
-    the guests it started), its namespace and its working files."""
+    """Ends what `lab up` left running: its libvirt daemons (by PID, only if they still are
+    those daemons), the QEMU processes inside its namespace, the namespace and its files."""
     path = state_dir / STATE_FILE_NAME
     if not path.exists():
         log("no lab is running (no state file)")
         return False
     state = json.loads(path.read_text())
-    workdir = state["workdir"]
-    for name, pid in state["guests"].items():
-        if pid and _is_our_guest(int(pid), workdir):
-            os.kill(int(pid), signal.SIGTERM)
-            if not _wait_gone(int(pid), 15):
-                os.kill(int(pid), signal.SIGKILL)
-            log(f"{name}: QEMU {pid} ended")
-    if state["namespace"] in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split():
-        subprocess.run(["ip", "netns", "delete", state["namespace"]], check=True)
-        log(f"namespace {state['namespace']} removed")
-    shutil.rmtree(workdir, ignore_errors=True)
+    for name, pid in state.get("daemons", {}).items():
+        if _process_name(int(pid)) == name:
+            _end(int(pid))
+            log(f"{name} {pid} ended")
+    namespace = state["namespace"]
+    if namespace in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split():
+        pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=True).stdout.split()
+        for pid in map(int, pids):
+            _end(pid)
+            log(f"process {pid} in {namespace} ended")
+        subprocess.run(["ip", "netns", "delete", namespace], check=True)
+        log(f"namespace {namespace} removed")
+    shutil.rmtree(state["workdir"], ignore_errors=True)
     path.unlink()
     return True
 
 
-def _is_our_guest(pid: int, workdir: str) -> bool:
+def _process_name(pid: int) -> str:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except FileNotFoundError:
-        return False
-    return "qemu-system" in cmdline and workdir in cmdline
+        return ""
 
 
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not Path(f"/proc/{pid}").exists():
-            return True
+def _end(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.2)
-    return False
+    with contextlib.suppress(ProcessLookupError):
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)

@@ -1,24 +1,11 @@
-"""One QEMU guest of the lab, booted from the base image inside a Namespace.
+"""One guest of the lab as the lab watches it: its serial console (a log file libvirt writes)
+and SSH from inside the lab's namespace. libvirt runs the domain; this class never starts or
+ends a process.
 
-    g = Guest("web1", image, workdir, ns, memory_mib=512, vcpus=1,
-              nics=[("tap-web1", "52:54:00:75:00:32")],
-              user_data=b"#cloud-config\\n...", meta_data=b"instance-id: web1\\n...",
-              network_config=b"version: 2\\nethernets: ...",
-              ssh_host="192.168.75.50", ssh_user="lab", ssh_key=key_path)
-    g.start()
-    boot_s = g.wait_cloud_init_done(timeout=900)
-    g.ssh("cloud-init status --long")
-    g.stop()
-
-The guest gets a qcow2 overlay on the (read-only) base image, a NoCloud seed
-(an ISO 9660 disk labelled `cidata` holding the exact user-data, meta-data
-and network-config bytes given), virtio-net NICs on the given taps and
-nothing else: `-nodefaults` means no default NIC (QEMU's default user-mode
-NIC would be a way out of the namespace), no VGA, no monitor.  Its serial
-console goes to `workdir/console.log`, QEMU's own output to `workdir/qemu.log`.
-
-Files in workdir: overlay.qcow2, seed.iso, seed/, console.log, qemu.log,
-known_hosts.  The caller owns workdir and removes it.
+    guest = Guest("seed-web1", workdir, ns, console_log=path, is_running=domain.isActive, ssh_key=key)
+    guest.mark_started()
+    guest.wait_cloud_init_done(timeout=900)
+    guest.ssh("cloud-init status --long", host="192.168.75.50", user="lvsadmin")
 """
 
 from __future__ import annotations
@@ -30,14 +17,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 
-from .image import BaseImage
-from .netns import Namespace, end_process
+from .netns import Namespace
 
 Log = Callable[[str], None]
 
-QEMU = "qemu-system-x86_64"
 # "Cloud-init v. 22.4.2 finished at Tue, 25 Nov 2025 06:20:01 +0000.
 #  Datasource DataSourceNoCloud [seed=/dev/vdb][dsmode=net].  Up 98.76 seconds"
 _CI_FINISHED = re.compile(
@@ -49,15 +33,10 @@ _FATAL = [
     re.compile(rb"ALERT! [^\r\n]* does not exist\.[^\r\n]*"),  # initramfs: no root
     re.compile(rb"You are in emergency mode[^\r\n]*"),
 ]
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def _stderr_log(msg: str) -> None:
     print(f"[guest] {msg}", file=sys.stderr, flush=True)
-
-
-def _as_bytes(data: bytes | str) -> bytes:
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
 
 class GuestError(RuntimeError):
@@ -68,176 +47,37 @@ class Guest:
     def __init__(
         self,
         name: str,
-        image: BaseImage,
         workdir: Path,
         ns: Namespace,
         *,
-        memory_mib: int = 512,
-        vcpus: int = 1,
-        nics: Sequence[tuple[str, str]] = (),
-        user_data: bytes | str,
-        meta_data: bytes | str,
-        network_config: bytes | str | None = None,
-        disk_size_gib: int | None = None,
-        kernel_args: str = "",
+        console_log: Path,
+        is_running: Callable[[], bool],
         ssh_host: str | None = None,
         ssh_user: str | None = None,
         ssh_key: Path | None = None,
         log: Log | None = None,
     ) -> None:
         self.name = name
-        self.image = image
         self.workdir = Path(workdir).resolve()
         self.ns = ns
-        self.memory_mib = int(memory_mib)
-        self.vcpus = int(vcpus)
-        self.nics = [(tap, mac.lower()) for tap, mac in nics]
-        for _, mac in self.nics:
-            if not _MAC.match(mac):
-                raise ValueError(f"bad MAC {mac!r}")
-        # written to the seed exactly as given (str as UTF-8)
-        self.user_data = _as_bytes(user_data)
-        self.meta_data = _as_bytes(meta_data)
-        self.network_config = None if network_config is None else _as_bytes(network_config)
-        self.disk_size_gib = disk_size_gib
-        self.kernel_args = kernel_args
+        self.console_log = console_log
+        self.is_running = is_running
         self.ssh_host = ssh_host
         self.ssh_user = ssh_user
         self.ssh_key = Path(ssh_key) if ssh_key else None
         self.log = log or _stderr_log
-
-        self.overlay = self.workdir / "overlay.qcow2"
-        self.seed_iso = self.workdir / "seed.iso"
-        self.console_log = self.workdir / "console.log"
-        self.qemu_log = self.workdir / "qemu.log"
         self.known_hosts = self.workdir / "known_hosts"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
         self.boot_seconds: float | None = None  # start -> cloud-init finished
         self.guest_uptime: float | None = None  # the guest's own "Up N seconds"
+        self.datasource: str | None = None  # what cloud-init said it found its data in
 
-    # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> Guest:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _prepare_disks(self) -> None:
+    def mark_started(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.overlay.exists():
-            self.overlay.unlink()
-        cmd = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(self.image.root_disk), str(self.overlay)]
-        if self.disk_size_gib:
-            cmd.append(f"{self.disk_size_gib}G")
-        subprocess.run(cmd, check=True, timeout=60, stdin=subprocess.DEVNULL)
-
-        seed = self.workdir / "seed"
-        seed.mkdir(exist_ok=True)
-        files = {"user-data": self.user_data, "meta-data": self.meta_data}
-        if self.network_config is not None:
-            files["network-config"] = self.network_config
-        for fname, data in files.items():
-            (seed / fname).write_bytes(data)
-        if self.seed_iso.exists():
-            self.seed_iso.unlink()
-        subprocess.run(
-            [
-                "genisoimage",
-                "-quiet",
-                "-output",
-                str(self.seed_iso),
-                "-volid",
-                "cidata",
-                "-joliet",
-                "-rock",
-                *(str(seed / f) for f in files),
-            ],
-            check=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def qemu_command(self) -> list[str]:
-        append = f"root={self.image.root_device} rw console=ttyS0,115200"
-        if self.kernel_args:
-            append += " " + self.kernel_args
-        cmd = [
-            QEMU,
-            "-name",
-            self.name,
-            "-nodefaults",
-            "-no-user-config",
-            "-accel",
-            "tcg,tb-size=256",
-            "-cpu",
-            "max",
-            "-m",
-            str(self.memory_mib),
-            "-smp",
-            str(self.vcpus),
-            "-nographic",
-            "-monitor",
-            "none",
-            "-chardev",
-            f"file,id=ser0,path={self.console_log}",
-            "-serial",
-            "chardev:ser0",
-            "-kernel",
-            str(self.image.kernel),
-            "-initrd",
-            str(self.image.initrd),
-            "-append",
-            append,
-            "-drive",
-            f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-            "-drive",
-            f"file={self.seed_iso},if=virtio,format=raw,readonly=on",
-            "-device",
-            "virtio-rng-pci",
-        ]
-        for i, (tap, mac) in enumerate(self.nics):
-            cmd += ["-netdev", f"tap,id=net{i},ifname={tap},script=no,downscript=no", "-device", f"virtio-net-pci,netdev=net{i},mac={mac}"]
-        return cmd
-
-    def start(self) -> None:
-        if self.proc is not None:
-            raise GuestError(f"{self.name}: already started")
-        self._prepare_disks()
-        for p in (self.console_log, self.known_hosts):
-            if p.exists():
-                p.unlink()
-        self.console_log.touch()
-        cmd = self.qemu_command()
-        self.log(f"{self.name}: starting QEMU ({self.memory_mib} MiB, {self.vcpus} vCPU, {len(self.nics)} NIC) in netns {self.ns.name}")
-        with open(self.qemu_log, "wb") as ql:
-            ql.write(("# " + shlex.join(cmd) + "\n").encode())
-            ql.flush()
-            self.proc = self.ns.popen(cmd, stdout=ql, stderr=subprocess.STDOUT)
         self.started_at = time.monotonic()
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> int | None:
-        """End QEMU (by PID: SIGTERM, then SIGKILL) and wait for it."""
-        if self.proc is None:
-            return None
-        rc = end_process(self.proc, term_timeout=timeout)
-        self.ns.forget(self.proc)
-        self.log(f"{self.name}: QEMU stopped (exit {rc})")
-        return rc
+        return self.is_running()
 
     # ------------------------------------------------------------- console
 
@@ -273,9 +113,8 @@ class Guest:
                 if f:
                     raise GuestError(f"{self.name}: {f.group(0).decode(errors='replace')}\n--- console tail ---\n{self.console_tail()}")
             if not self.running():
-                rc = self.proc.returncode if self.proc else None
-                qlog = self.qemu_log.read_text(errors="replace")[-2000:] if self.qemu_log.exists() else ""
-                raise GuestError(f"{self.name}: QEMU exited ({rc})\n--- qemu.log ---\n{qlog}\n--- console tail ---\n{self.console_tail()}")
+                tail = self.console_tail()
+                raise GuestError(f"{self.name}: the domain is not running\n--- console tail ({self.console_log}) ---\n{tail}")
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"{self.name}: {rx.pattern!r} not on console after {timeout:.0f} s\n--- console tail ---\n{self.console_tail()}"
@@ -296,6 +135,7 @@ class Guest:
         m = self.wait_for_console(_CI_FINISHED, timeout, since=since)
         self.boot_seconds = time.monotonic() - self.started_at
         self.guest_uptime = float(m.group("up"))
+        self.datasource = m.group("ds").decode(errors="replace")
         self.log(
             f"{self.name}: cloud-init {m.group('ver').decode()} finished after "
             f"{self.boot_seconds:.0f} s (guest uptime {self.guest_uptime:.0f} s)"
@@ -393,7 +233,7 @@ class Guest:
         last = ""
         while time.monotonic() < deadline:
             if not self.running():
-                raise GuestError(f"{self.name}: QEMU exited while waiting for ssh")
+                raise GuestError(f"{self.name}: the domain stopped while waiting for ssh")
             try:
                 cp = self.ssh("true", check=False, retries=0, timeout=30)
                 if cp.returncode == 0:

@@ -48,10 +48,20 @@ LIB_SKELETON = ("dnsmasq", "images", "boot", "qemu")
 # started is libvirtd itself.
 _START_SCRIPT = """set -eu
 root=$1
+hide_kvm=$2
 for pair in {pairs}; do
   mkdir -p "${{pair#*:}}"
   mount --bind "$root/${{pair%%:*}}" "${{pair#*:}}"
 done
+# /dev/kvm exists here but hangs. libvirt probes QEMU's capabilities with KVM when the
+# device is accessible to libvirt-qemu, and re-probes (44-88 s under emulation) at every
+# domain start while KVM "became accessible" since the last probe. Over /dev/kvm the daemon
+# sees a file nobody may open: no KVM, one probe; the lab's domains are type qemu.
+if [ "$hide_kvm" = yes ] && [ -e /dev/kvm ]; then
+  : > "$root/no-kvm"
+  chmod 000 "$root/no-kvm"
+  mount --bind "$root/no-kvm" /dev/kvm
+fi
 virtlogd --pid-file "$root/virtlogd.pid" &
 exec libvirtd --pid-file "$root/libvirtd.pid"
 """
@@ -61,9 +71,18 @@ class LibvirtdError(RuntimeError):
     pass
 
 
+def _ignore_libvirt_error(context: object, error: object) -> None:
+    """libvirt-python prints every error to stderr by default, expected lookups included; the
+    lab reports the errors it raises itself."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+
 class PrivateLibvirtd:
-    def __init__(self, namespace: Namespace, root: Path, *, log: Log) -> None:
+    def __init__(self, namespace: Namespace, root: Path, *, log: Log, hide_kvm: bool = True) -> None:
         self.namespace = namespace
+        self.hide_kvm = hide_kvm
         self.root = root
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
@@ -75,7 +94,11 @@ class PrivateLibvirtd:
 
     @property
     def uri(self) -> str:
-        return f"qemu:///system?socket={self.socket}"
+        return self.uri_for(self.root)
+
+    @staticmethod
+    def uri_for(root: Path) -> str:
+        return f"qemu:///system?socket={root / 'run' / 'libvirt-sock'}"
 
     def __enter__(self) -> PrivateLibvirtd:
         self.start()
@@ -91,6 +114,11 @@ class PrivateLibvirtd:
         # autostarted anything (those live in subdirectories that are not copied).
         for conf in Path("/etc/libvirt").glob("*.conf"):
             shutil.copy2(conf, self.root / "etc" / conf.name)
+        if self.hide_kvm:
+            # QEMU's own /dev (libvirt's mount namespace per domain) would try to move the
+            # mount that hides /dev/kvm, and fail: the domains share the daemon's /dev.
+            with (self.root / "etc" / "qemu.conf").open("a") as qemu_conf:
+                qemu_conf.write("\n# lvs-cluster lab: /dev/kvm is hidden from this daemon\nnamespaces = []\n")
         for name in LIB_SKELETON:
             (self.root / "lib" / name).mkdir(exist_ok=True)
 
@@ -111,6 +139,7 @@ class PrivateLibvirtd:
                     _START_SCRIPT.format(pairs=pairs),
                     "libvirtd",
                     str(self.root),
+                    "yes" if self.hide_kvm else "no",
                 ],
                 stdout=output,
                 stderr=subprocess.STDOUT,

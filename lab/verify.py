@@ -1,9 +1,11 @@
-"""`lab verify`: the seed's last step, automated. Boots what the program rendered, applies the
-Commands it declared, sends requests to the VIP from the client, checks the distribution
-against the scheduler, proves update and delete, and always tears everything down.
+"""`lab verify`: the seed's last step, automated. Hands what the program declared to a private
+libvirtd, boots it, applies the Commands it declared, sends requests to the VIP from the
+client, checks the distribution against the scheduler, proves update and delete, runs the
+lifecycles (`lifecycles.py`), destroys, and always tears everything down.
 
-Scenario: create → idempotent re-create → balance → throughput → change a weight (update) →
-balance again → delete → nothing else touched → destroy.
+Scenario: up (libvirt) → boot → create → idempotent re-create → balance → throughput → change a
+weight (update) → reboot → up again → scale out → scale in → [second stack] → delete →
+nothing else touched → destroy → nothing of the stack left in libvirt.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from components.config import ClusterSettings, parse_settings
 
 from .cluster import CommandRun, LabCluster
 from .image import DEFAULT_CACHE_DIR, ensure_image
+from .libvirtd import PrivateLibvirtd
+from .lifecycles import Converged, ScaleIn, ScaleOut, SecondStack, UpAgain
 from .plan import Plan, record_plan, stack_config, stack_name
-from .topology import LabCommand, Topology, command_changes, read_topology
+from .topology import CommandChange, LabCommand, Topology, command_changes, read_topology
 
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
 THROUGHPUT_REQUESTS = 200
 # A service and a NAT rule "the user owns" on the director: no Command may touch them.
 USER_IPVS_SERVICE = "-t 127.0.0.1:9"
+PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
 USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
 
 
@@ -69,23 +74,98 @@ class Report:
     director_after_delete: dict[str, str] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    backend: str = "libvirt"
+    # The real Pulumi engine cannot be built here (README): the lab's translation of the
+    # provider drives libvirt instead.
+    engine: str = "translation"
+    substitutions: list[dict[str, str]] = field(default_factory=list)
+    libvirt_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    left_after_destroy: list[str] | None = None
+    scale_in: dict[str, Any] = field(default_factory=dict)
     ok: bool = False
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
         self.checks.append(asdict(Check(name, ok, detail)))
         return ok
 
+    def as_json(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["leftAfterDestroy"] = document.pop("left_after_destroy")
+        return document
+
 
 class StepFailedError(RuntimeError):
     pass
 
 
-def lab_config(config_path: Path, public_key: str, private_key: str) -> dict[str, Any]:
-    """The stack config as written, with the lab's own key pair."""
+def lab_config(
+    config_path: Path, public_key: str, private_key: str, *, image: Path, libvirt_uri: str
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The stack config as written, with the lab's own key pair, and the substitutions the
+    lab must make set as stack config (listed with their reasons)."""
     config = stack_config(config_path)
     config["lvs:sshPublicKey"] = public_key
     config["lvs:sshPrivateKey"] = private_key
-    return config
+    image_settings = dict(config.get("lvs:image") or {})
+    substitutions = [
+        {
+            "what": "libvirt:uri",
+            "declared": str(config.get("libvirt:uri")),
+            "lab": libvirt_uri,
+            "reason": "the lab's private libvirtd, in its own network and mount namespaces",
+        },
+        {
+            "what": "lvs:domainType",
+            "declared": str(config.get("lvs:domainType", "kvm")),
+            "lab": "qemu",
+            "reason": "no usable hardware virtualisation here: QEMU software emulation (tcg)",
+        },
+        {
+            "what": "lvs:image.source",
+            "declared": str(image_settings.get("source")),
+            "lab": str(image),
+            "reason": "guests reach no internet: the lab's own Debian 12 image (lab/image-recipe), uploaded as the provider does",
+        },
+    ]
+    config["libvirt:uri"] = libvirt_uri
+    config["lvs:domainType"] = "qemu"
+    config["lvs:image"] = {**image_settings, "source": str(image)}
+    pool_path = image_settings.get("poolPath")
+    if pool_path and not str(pool_path).startswith(PRIVATE_IMAGES + "/"):
+        # The daemon's /var/lib/libvirt is the lab's own; any other path is the machine's.
+        config["lvs:image"]["poolPath"] = f"{PRIVATE_IMAGES}/{Path(str(pool_path)).name}"
+        substitutions.append(
+            {
+                "what": "lvs:image.poolPath",
+                "declared": str(pool_path),
+                "lab": config["lvs:image"]["poolPath"],
+                "reason": "a pool directory outside the lab daemon's private /var/lib/libvirt would be made on this machine",
+            }
+        )
+    return config, substitutions
+
+
+# What the lab adds to every domain the program declares (lab/cluster.py, lab/translation.py).
+DOMAIN_SUBSTITUTIONS = [
+    {
+        "what": "domain <os>: kernel, initrd, cmdline",
+        "declared": "(boot from the image's disk)",
+        "lab": "direct kernel boot",
+        "reason": "the lab image has no boot loader",
+    },
+    {
+        "what": "domain <console>: <log file>",
+        "declared": "(pty only)",
+        "lab": "console copied to a file",
+        "reason": "the lab watches boot progress and shows the console on failure",
+    },
+    {
+        "what": "domain <features>: <tcg><tb-cache>",
+        "declared": "(none)",
+        "lab": "256 MiB",
+        "reason": "caps QEMU's memory under software emulation",
+    },
+]
 
 
 def model(config: dict[str, Any], stack: str) -> ClusterSettings:
@@ -139,17 +219,29 @@ def judge(settings: ClusterSettings, lines: list[str], requests: int) -> Distrib
     )
 
 
-def request_loop(url: str, count: int) -> str:
-    """A POSIX shell loop of `count` curl requests, one line each: code, seconds, backend."""
+def request_loop(url: str, count: int, *, interval: float = 0.0) -> str:
+    """A POSIX shell loop of `count` curl requests, one line each: code, seconds, backend;
+    `interval` seconds apart when given."""
+    pause = f"sleep {interval}; " if interval else ""
     return (
-        f"n=0; while [ $n -lt {count} ]; do n=$((n+1)); "
+        f"n=0; while [ $n -lt {count} ]; do n=$((n+1)); {pause}"
         f"curl -s -o /dev/null -m 10 -w '%{{http_code}} %{{time_total}} %header{{x-lvs-backend}}\\n' {url} || true; done"
     )
 
 
 class Scenario:
-    def __init__(self, config_path: Path, *, requests: int, log: Log, show: Callable[[str, Any], None], cache_dir: Path) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        requests: int,
+        log: Log,
+        show: Callable[[str, Any], None],
+        cache_dir: Path,
+        second_stack: str | None = None,
+    ) -> None:
         self.config_path = config_path
+        self.second_stack = second_stack
         self.stack = stack_name(config_path)
         self.requests = requests
         self.log = log
@@ -205,16 +297,21 @@ class Scenario:
                 report.timings["image_s"] = round(image.build_seconds, 1)
             key = workdir / "id_ed25519"
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-            config = lab_config(self.config_path, key.with_suffix(".pub").read_text().strip(), key.read_text())
+            config, report.substitutions = lab_config(
+                self.config_path,
+                key.with_suffix(".pub").read_text().strip(),
+                key.read_text(),
+                image=image.root_disk,
+                libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+            )
+            report.substitutions += DOMAIN_SUBSTITUTIONS
+            self.config = config
             settings = model(config, self.stack)
             with self.step("plan"):
                 plan = record_plan(config, stack=self.stack)
                 topology = read_topology(plan)
-            sources = sorted({guest.base_image_source for guest in topology.guests})
-            report.notes.append(f"base image {', '.join(sources)} replaced by the lab's image {image.root_disk}")
-            report.notes.append("domains of type kvm run under QEMU software emulation (tcg) here")
             namespace = f"lvslab-{os.getpid()}"
-            with LabCluster(topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=self.log) as cluster:
+            with LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=self.log) as cluster:
                 self.exercise(cluster, plan, topology, config, settings)
         except StepFailedError as failure:
             report.check("scenario", False, str(failure))
@@ -230,10 +327,23 @@ class Scenario:
         report = self.report
         director = topology.command(f"{settings.director.name}-ready")
         url = plan.outputs["vipUrl"]
+        with self.step("define (libvirt)"):
+            changes = cluster.start()
+            report.substitutions += [
+                {
+                    "what": f"storage pool {name}",
+                    "declared": "lvs:image.pool: an existing pool",
+                    "lab": "created by the lab",
+                    "reason": "the stack expects it on the host",
+                }
+                for name in cluster.provided_pools
+            ]
+            report.libvirt_changes["up"] = [asdict(change) for change in changes]
+            report.timings["define_s"] = round(sum(change.seconds for change in changes), 1)
         with self.step("boot"):
-            cluster.start()
             boots = cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
+            self.check_libvirt_objects(cluster)
         with self.step("user-owned rules"):
             owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
             added = cluster.ssh(director.host, director.user, owned)
@@ -248,6 +358,7 @@ class Scenario:
             created = self.director_state(cluster, director)
             saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
             self.current_topology = topology
+            self.current = Converged(config, plan, topology)
             report.check("ipvsadm table lists the service", f"{settings.vip}:{settings.service.port}" in report.ipvs_table_after_create)
             report.check("rules saved for reboot", f"{settings.vip}:{settings.service.port}" in saved and "SNAT" in saved)
         with self.step("create again (idempotent)"):
@@ -269,6 +380,16 @@ class Scenario:
             self.update_weight(cluster, plan, topology, config, settings)
         with self.step("fault: reboot the director and a web node"):
             self.reboot(cluster, plan, topology, settings)
+        state = self.current
+        for lifecycle in (UpAgain(), ScaleOut()):
+            with self.step(lifecycle.name):
+                state = lifecycle.run(self, cluster, state)
+        with self.step(ScaleIn.name):
+            self.current = state = ScaleIn(before=self.current).run(self, cluster, state)
+            self.current_topology = state.topology
+        if self.second_stack:
+            with self.step(SecondStack.name):
+                SecondStack(self.second_stack).run(self, cluster, state)
         with self.step("delete"):
             current = self.current_topology
             for command in reversed(current.commands):
@@ -278,6 +399,83 @@ class Scenario:
             report.director_after_delete = after
             report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
             report.check("user-owned rules untouched", "owned-by-the-user" in after["nat"] and "127.0.0.1:9" in after["ipvs"])
+        with self.step("destroy (libvirt)"):
+            changes, report.left_after_destroy = cluster.destroy()
+            report.libvirt_changes["destroy"] = [asdict(change) for change in changes]
+            report.timings["destroy_s"] = round(sum(change.seconds for change in changes), 1)
+            report.check(
+                "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
+            )
+
+    # ------------------------------------------------------------ for the lifecycles
+
+    boot_timeout = BOOT_TIMEOUT_SECONDS
+
+    def settings_of(self, config: dict[str, Any]) -> ClusterSettings:
+        return model(config, self.stack)
+
+    def lab_stack_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Another stack file with this run's key pair and substitutions."""
+        changed = {
+            **config,
+            **{key: self.config[key] for key in ("lvs:sshPublicKey", "lvs:sshPrivateKey", "libvirt:uri", "lvs:domainType")},
+        }
+        changed["lvs:image"] = {**(config.get("lvs:image") or {}), "source": self.config["lvs:image"]["source"]}
+        return changed
+
+    def apply_changes(self, cluster: LabCluster, changes: list[CommandChange], topology: Topology) -> None:
+        """Runs changed Commands as `pulumi up` would: deletes first, dependents before what
+        they depend on, then creates and updates in dependency order."""
+        order = {command.name: index for index, command in enumerate(topology.commands)}
+        old_order = {change.name: index for index, change in enumerate(changes)}
+        for change in sorted(changes, key=lambda c: -order.get(c.name, old_order[c.name])):
+            if change.action in ("delete", "replace") and change.old and change.old.delete:
+                self.apply(cluster, change.old, "delete")
+        for change in sorted(changes, key=lambda c: order.get(c.name, -1)):
+            if change.action in ("create", "replace") and change.new:
+                self.apply(cluster, change.new, "create")
+            if change.action == "update" and change.new:
+                self.apply(cluster, change.new, "update")
+
+    def check_distribution(self, cluster: LabCluster, state: Converged, title: str) -> None:
+        settings = self.settings_of(state.config)
+        lines = self.send_requests(cluster, state.plan, state.topology, state.plan.outputs["vipUrl"], self.requests)
+        distribution = judge(settings, lines, self.requests)
+        self.report.distributions[title.replace(" ", "_")] = asdict(distribution)
+        self.show("distribution", (title, distribution))
+        self.report.check(f"distribution {title}", distribution.ok, str(distribution.counts))
+
+    def background_requests(self, cluster: LabCluster, state: Converged, *, count: int, interval: float) -> subprocess.Popen[bytes]:
+        """A bounded request loop against the VIP that runs while the caller changes things."""
+        loop = request_loop(state.plan.outputs["vipUrl"], count, interval=interval)
+        client = next((name for name, node in state.plan.outputs["nodes"].items() if node["role"] == "client"), None)
+        if client is None:
+            return cluster.ns.popen(["sh", "-c", loop], stdout=subprocess.PIPE)
+        ready = state.topology.command(f"{client}-ready")
+        return cluster.ns.popen(cluster.ssh_argv(ready.host, ready.user, loop), stdout=subprocess.PIPE)
+
+    @staticmethod
+    def collect(process: subprocess.Popen[bytes]) -> list[str]:
+        output, _ = process.communicate(timeout=900)
+        return [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+
+    def check_libvirt_objects(self, cluster: LabCluster) -> None:
+        """What libvirt holds, asked through its API: bridges with exactly the host's address,
+        NICs with the planned MACs on the planned networks, cloud-init fed from the NoCloud disk."""
+        bridges = cluster.bridge_addresses()
+        for network in cluster.topology.networks:
+            expected = [f"{network.host_ip}/{network.cidr.prefixlen}"]
+            self.report.check(
+                f"bridge of {network.name} holds exactly {expected[0]}", bridges[network.name] == expected, str(bridges[network.name])
+            )
+        nics = cluster.domain_nics()
+        for guest in cluster.topology.guests:
+            planned = [(nic.network.name, nic.mac.lower()) for nic in guest.nics]
+            self.report.check(
+                f"{guest.name}: NICs carry the planned MACs on the planned networks", nics[guest.name] == planned, str(nics[guest.name])
+            )
+            datasource = cluster.guests[guest.name].datasource or ""
+            self.report.check(f"{guest.name}: cloud-init found its NoCloud disk", datasource.startswith("DataSourceNoCloud"), datasource)
 
     def reboot(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings) -> None:
         """The rules and the NFS docroot must come back by themselves: the director restores
@@ -308,21 +506,31 @@ class Scenario:
     def measure_throughput(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings, url: str) -> None:
         web = settings.web_servers[0]
         direct = f"http://{web.ip}:{settings.service.port}/"
-        rates = {}
+        rates: dict[str, dict[str, Any]] = {}
         for label, target in (("vip", url), ("direct", direct)):
             lines = self.send_requests(cluster, plan, topology, target, THROUGHPUT_REQUESTS)
             seconds = sum(float(line.split()[1]) for line in lines if line.startswith("200 "))
             ok = sum(1 for line in lines if line.startswith("200 "))
-            rates[label] = {"requests": ok, "seconds": round(seconds, 3), "per_second": round(ok / seconds, 1) if seconds else 0.0}
+            rates[label] = {
+                "requests": ok,
+                "seconds": round(seconds, 3),
+                "per_second": round(ok / seconds, 1) if seconds else 0.0,
+                "lines": len(lines),
+                "failures": [line for line in lines if not line.startswith("200 ")][:10],
+            }
         ratio = rates["vip"]["per_second"] / rates["direct"]["per_second"] if rates["direct"]["per_second"] else math.nan
         self.report.throughput = {**rates, "direct_target": direct, "vip_over_direct": round(ratio, 3)}
         self.show("throughput", self.report.throughput)
         self.report.check(
-            "throughput: every request answered", rates["vip"]["requests"] == rates["direct"]["requests"] == THROUGHPUT_REQUESTS
+            "throughput: every request answered",
+            rates["vip"]["requests"] == rates["direct"]["requests"] == THROUGHPUT_REQUESTS,
+            str({label: rate["failures"] or rate["lines"] for label, rate in rates.items()}),
         )
 
     current_topology: Topology
     current_settings: ClusterSettings
+    current: Converged
+    config: dict[str, Any]
 
     def update_weight(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
         """Drains the first web server (weight 0) through the program, applies the changed
@@ -330,7 +538,8 @@ class Scenario:
         changed = {**config, "lvs:webServers": [dict(web) for web in config["lvs:webServers"]]}
         changed["lvs:webServers"][0]["weight"] = 0
         new_settings = model(changed, self.stack)
-        new_topology = read_topology(record_plan(changed, stack=self.stack))
+        new_plan = record_plan(changed, stack=self.stack)
+        new_topology = read_topology(new_plan)
         changes = command_changes(topology, new_topology)
         drained = settings.web_servers[0].name
         self.report.check("a weight change touches no VM", new_topology.guests == topology.guests)
@@ -348,6 +557,7 @@ class Scenario:
                 self.apply(cluster, change.new, "update")
         self.current_topology = new_topology
         self.current_settings = new_settings
+        self.current = Converged(changed, new_plan, new_topology)
         lines = self.send_requests(cluster, plan, new_topology, plan.outputs["vipUrl"], self.requests)
         distribution = judge(new_settings, lines, self.requests)
         self.report.distributions["after_update"] = asdict(distribution)
@@ -355,5 +565,13 @@ class Scenario:
         self.report.check("distribution after the weight change", distribution.ok, str(distribution.counts))
 
 
-def verify(config_path: Path, *, requests: int, log: Log, show: Callable[[str, Any], None], cache_dir: Path = DEFAULT_CACHE_DIR) -> Report:
-    return Scenario(config_path, requests=requests, log=log, show=show, cache_dir=cache_dir).run()
+def verify(
+    config_path: Path,
+    *,
+    requests: int,
+    log: Log,
+    show: Callable[[str, Any], None],
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    second_stack: str | None = None,
+) -> Report:
+    return Scenario(config_path, requests=requests, log=log, show=show, cache_dir=cache_dir, second_stack=second_stack).run()
