@@ -35,6 +35,7 @@ from .topology import CommandChange, LabCommand, Topology, command_changes, read
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
 THROUGHPUT_REQUESTS = 200
+DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999)
 # A service and a NAT rule "the user owns" on the director: no Command may touch them.
 USER_IPVS_SERVICE = "-t 127.0.0.1:9"
 PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
@@ -219,13 +220,14 @@ def judge(settings: ClusterSettings, lines: list[str], requests: int) -> Distrib
     )
 
 
-def request_loop(url: str, count: int, *, interval: float = 0.0) -> str:
+def request_loop(url: str, count: int, *, interval: float = 0.0, local_ports: str | None = None) -> str:
     """A POSIX shell loop of `count` curl requests, one line each: code, seconds, backend;
-    `interval` seconds apart when given."""
+    `interval` seconds apart, and from `local_ports` (a range), when given."""
     pause = f"sleep {interval}; " if interval else ""
+    ports = f"--local-port {local_ports} " if local_ports else ""
     return (
         f"n=0; while [ $n -lt {count} ]; do n=$((n+1)); {pause}"
-        f"curl -s -o /dev/null -m 10 -w '%{{http_code}} %{{time_total}} %header{{x-lvs-backend}}\\n' {url} || true; done"
+        f"curl -s -o /dev/null -m 10 {ports}-w '%{{http_code}} %{{time_total}} %header{{x-lvs-backend}}\\n' {url} || true; done"
     )
 
 
@@ -277,14 +279,17 @@ class Scenario:
         ipvs, _, nat = result.stdout.partition("---\n")
         return {"ipvs": ipvs, "nat": nat}
 
-    def send_requests(self, cluster: LabCluster, plan: Plan, topology: Topology, url: str, count: int) -> list[str]:
+    def send_requests(
+        self, cluster: LabCluster, plan: Plan, topology: Topology, url: str, count: int, *, local_ports: str | None = None
+    ) -> list[str]:
         client = next((name for name, node in plan.outputs["nodes"].items() if node["role"] == "client"), None)
         timeout = min(count * 10, 900) + 60
+        loop = request_loop(url, count, local_ports=local_ports)
         if client is not None:
             ready = topology.command(f"{client}-ready")
-            result = cluster.ssh(ready.host, ready.user, request_loop(url, count), timeout=timeout)
+            result = cluster.ssh(ready.host, ready.user, loop, timeout=timeout)
         else:
-            result = cluster.in_namespace(["sh", "-c", request_loop(url, count)], timeout=timeout)
+            result = cluster.in_namespace(["sh", "-c", loop], timeout=timeout)
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def run(self) -> Report:
@@ -507,8 +512,12 @@ class Scenario:
         web = settings.web_servers[0]
         direct = f"http://{web.ip}:{settings.service.port}/"
         rates: dict[str, dict[str, Any]] = {}
-        for label, target in (("vip", url), ("direct", direct)):
-            lines = self.send_requests(cluster, plan, topology, target, THROUGHPUT_REQUESTS)
+        # The director keeps a NAT entry for every VIP connection (TIME_WAIT: 2 min) and
+        # rewrites any reply that matches one: a direct request from a client port that just
+        # talked to the VIP gets the VIP's answer and times out (seen here, 1 in 200). The
+        # direct requests use ports outside the ephemeral range the VIP requests come from.
+        for label, target, ports in (("vip", url, None), ("direct", direct, DIRECT_LOCAL_PORTS)):
+            lines = self.send_requests(cluster, plan, topology, target, THROUGHPUT_REQUESTS, local_ports=ports)
             seconds = sum(float(line.split()[1]) for line in lines if line.startswith("200 "))
             ok = sum(1 for line in lines if line.startswith("200 "))
             rates[label] = {
