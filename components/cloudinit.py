@@ -35,7 +35,7 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=True,
-    autoescape=False,  # renders config files and shell, never HTML from untrusted input
+    autoescape=False,  # renders config files and shell; the one HTML page escapes with `| e` itself
 )
 
 

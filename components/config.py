@@ -2,11 +2,19 @@
 
 Every component receives pieces of :class:`ClusterSettings`; none reads ``pulumi.Config``.
 Validation happens here, before any resource is registered, and each failure is one
-:class:`ConfigError` naming the key (``lvs:webServers[1].weight``) and the bad value.
+:class:`ConfigError` naming the key (``lvs:webServers[1].weight``) and the bad value (a secret
+is described, never shown). Values that are legal but almost certainly a mistake do not stop
+the run: they are collected in :attr:`ClusterSettings.warnings`, which :func:`load_settings`
+hands to ``pulumi.log.warn``.
+
+An explicit ``null`` means "not set" only for keys whose default is "not set"
+(``lvs:client``, ``lvs:image.pool``, ``lvs:image.poolPath``, ``lvs:networks.*.bridge``); for
+any other key it is an error naming the key, never a silent default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +24,8 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 import pulumi
+
+from . import sshkeys
 
 NAMESPACE = "lvs"
 
@@ -31,9 +41,11 @@ INTERNAL_NIC = "int0"
 EXTERNAL_NIC = "ext0"
 
 _HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_SSH_KEY = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/=]+( .*)?$")
 _LIBVIRT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _POOL_PATH_CHARACTERS = re.compile(r"^[A-Za-z0-9._/-]*$")
+# Linux interface names (net/core/dev.c dev_valid_name: < IFNAMSIZ 16, not "." or "..", no
+# '/', ':' or whitespace), narrowed to a portable alphabet.
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _POSIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # Users and groups Debian's base system and the packages the nodes install already have:
 # cloud-init's useradd fails on them and the node is left without an admin login.
@@ -44,6 +56,72 @@ _DEBIAN_SYSTEM_NAMES = (
     "systemd-resolve systemd-timesync messagebus sshd statd _rpc _apt debian"
 )
 _DEBIAN_RESERVED_NAMES = frozenset(_DEBIAN_SYSTEM_NAMES.split())
+
+# Export paths: the POSIX portable filename characters and '/', nothing exportfs, fstab, a
+# shell or HTML would interpret. NFS3_MAXPATHLEN and NAME_MAX bound the length.
+EXPORT_ALPHABET = "[A-Za-z0-9._/-]"
+_EXPORT_CHARACTERS = re.compile(f"^{EXPORT_ALPHABET}*$")
+_EXPORT_MAX_LENGTH = 1024
+_NAME_MAX = 255
+# Trees no export may be in or under: exporting them read-write (mode 2775, group www-data)
+# exposes or changes the NFS server's own system, or they are emptied at boot.
+_SYSTEM_TREES = {
+    "/bin": "system programs",
+    "/boot": "the boot loader and kernels",
+    "/dev": "device files",
+    "/etc": "system configuration",
+    "/lib": "system libraries",
+    "/lib32": "system libraries",
+    "/lib64": "system libraries",
+    "/libx32": "system libraries",
+    "/proc": "the kernel's process filesystem",
+    "/root": "root's home directory",
+    "/run": "runtime state, emptied at boot",
+    "/sbin": "system programs",
+    "/sys": "the kernel's sysfs",
+    "/tmp": "temporary files, emptied at boot",
+    "/usr": "the installed system",
+    "/var/backups": "system state",
+    "/var/cache": "system state",
+    "/var/lib": "system state",
+    "/var/lock": "runtime state, emptied at boot",
+    "/var/log": "system logs",
+    "/var/mail": "system state",
+    "/var/run": "runtime state, emptied at boot",
+    "/var/spool": "system state",
+    "/var/tmp": "temporary files, aged out by systemd-tmpfiles",
+}
+# Directories that may hold exports but are not one themselves.
+_SYSTEM_PARENTS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var")
+# Legal but probably a mistake: warn, and say where exports belong.
+_DOUBTFUL_TREES = {
+    "/home": "home directories are for users",
+    "/media": "mount points for removable media",
+    "/mnt": "a mount point for temporary filesystems",
+    "/var": "variable data of the system and its packages",
+}
+
+# Networks that are not ordinary unicast subnets (the ranges behind ipaddress's is_unspecified,
+# is_loopback, is_link_local, is_multicast and is_reserved, and 0.0.0.0/8), checked by overlap
+# so a supernet such as 126.0.0.0/7 is caught too.
+_SPECIAL_NETWORKS = (
+    (IPv4Network("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
+    (IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (IPv4Network("169.254.0.0/16"), "link-local (169.254.0.0/16)"),
+    (IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (IPv4Network("240.0.0.0/4"), "reserved (240.0.0.0/4, with the limited broadcast 255.255.255.255)"),
+)
+
+# Ports the nodes use themselves: the web nodes would have to serve the service on them.
+_PORTS_IN_USE = {
+    22: "SSH on every node, where the Commands log in",
+    111: "rpcbind on the NFS server and the web nodes",
+    2049: "NFS on the internal network",
+}
+# ipvsadm.c: MAX_TIMEOUT (86400*31), the largest -p it takes.
+MAX_PERSISTENCE = 86400 * 31
+# QEMU's i440fx "pc" machine, the one terraform-provider-libvirt v0.8.1 uses: max_cpus 255.
+MAX_VCPUS = 255
 
 
 class ConfigError(pulumi.RunError):
@@ -156,6 +234,10 @@ class ClusterSettings:
     nfs: NfsSettings
     web_servers: tuple[WebServerSettings, ...]
     client: ClientSettings | None
+    # The passphrase of an encrypted private key (pulumi.Output[str], a secret), or None.
+    ssh_private_key_password: Any = None
+    # Legal values that are probably a mistake: one line each, naming the key and the value.
+    warnings: tuple[str, ...] = ()
 
     @property
     def vip(self) -> IPv4Address:
@@ -192,7 +274,7 @@ class _Section:
 
     def __init__(self, raw: Any, key: str, separator: str = ".") -> None:
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {raw!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {'null' if raw is None else repr(raw)}")
         self.raw = raw
         self.key = key
         self.separator = separator
@@ -201,13 +283,22 @@ class _Section:
     def path(self, name: str) -> str:
         return f"{self.key}{self.separator}{name}"
 
-    def _get(self, name: str, default: Any) -> Any:
+    def _get(self, name: str, default: Any, shown_default: str | None = None) -> Any:
+        """The raw value, or `default` when the key is absent. An explicit null is "absent"
+        only where the default is None (not set); elsewhere it is an error, never the default."""
         self._seen.add(name)
-        if name in self.raw and self.raw[name] is not None:
-            return self.raw[name]
-        if default is _REQUIRED:
-            raise ConfigError(f"{self.path(name)}: missing (required)")
-        return default
+        if name not in self.raw:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.path(name)}: missing (required)")
+            return default
+        value = self.raw[name]
+        if value is None and default is not None:
+            if default is _REQUIRED:
+                raise ConfigError(f"{self.path(name)}: null given, but a value is required")
+            if shown_default is None:
+                shown_default = "the defaults" if isinstance(default, Mapping) else f"the default, {default!r}"
+            raise ConfigError(f"{self.path(name)}: null is not a value for this key; remove the key to use {shown_default}")
+        return value
 
     def string(self, name: str, default: Any = _REQUIRED) -> Any:
         value = self._get(name, default)
@@ -226,8 +317,12 @@ class _Section:
             raise ConfigError(f"{self.path(name)}: {value} is out of range {lo}..{hi}")
         return int(value)
 
-    def address(self, name: str) -> IPv4Address:
-        value = self.string(name)
+    def address(self, name: str, default: IPv4Address | None = None) -> IPv4Address:
+        value = self._get(name, _REQUIRED if default is None else default, f"the default, {default}")
+        if isinstance(value, IPv4Address):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.path(name)}: {value!r} is not a string")
         try:
             return IPv4Address(value.strip())
         except ValueError:
@@ -270,17 +365,59 @@ def _size(section: _Section, role: str) -> MachineSize:
     default = DEFAULT_SIZES[role]
     return MachineSize(
         memory_mib=section.integer("memory", default.memory_mib, lo=128, hi=1 << 20),
-        vcpus=section.integer("vcpus", default.vcpus, lo=1, hi=256),
+        vcpus=section.integer("vcpus", default.vcpus, lo=1, hi=MAX_VCPUS),
     )
 
 
-def _export_path(section: _Section, name: str, value: Any) -> PurePosixPath:
-    if not isinstance(value, str) or not value.startswith("/") or re.search(r"\s", value) or value.rstrip("/") == "":
-        raise ConfigError(f"{section.path(name)}: {value!r} is not an absolute path without spaces")
-    path = PurePosixPath(value)
-    if ".." in path.parts:
-        raise ConfigError(f"{section.path(name)}: {value!r} must not contain '..'")
-    return path
+def _normal_path(key: str, value: Any) -> PurePosixPath:
+    """An absolute path in the portable alphabet, normalised: runs of '/' collapsed (normpath
+    keeps a leading `//`), '.' and a trailing '/' removed. `..` is refused, not resolved."""
+    if value is None:
+        raise ConfigError(f"{key}: null given, but a path is required")
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{key}: {value!r} is not an absolute path")
+    if not _EXPORT_CHARACTERS.fullmatch(value):
+        raise ConfigError(f"{key}: {value!r} has characters outside {EXPORT_ALPHABET} (letters, digits, '.', '_', '-' and '/')")
+    if ".." in value.split("/"):
+        raise ConfigError(f"{key}: {value!r} must not contain '..'")
+    normalised = posixpath.normpath(re.sub(r"/+", "/", value))
+    if len(normalised) > _EXPORT_MAX_LENGTH or any(len(part) > _NAME_MAX for part in normalised.split("/")):
+        raise ConfigError(
+            f"{key}: {_shown_path(value)} is too long (at most {_EXPORT_MAX_LENGTH} characters, {_NAME_MAX} per directory name)"
+        )
+    return PurePosixPath(normalised)
+
+
+def _shown_path(value: str, limit: int = 80) -> str:
+    return repr(value if len(value) <= limit else value[: limit - 13] + "…" + value[-12:])
+
+
+def _within(path: PurePosixPath, tree: str) -> bool:
+    return path == PurePosixPath(tree) or PurePosixPath(tree) in path.parents
+
+
+def _export_path(key: str, value: Any, admin_user: str) -> tuple[PurePosixPath, str | None]:
+    """One `lvs:nfs.exports` entry, normalised and checked; with a warning if it is doubtful."""
+    path = _normal_path(key, value)
+    place = "exports belong in a directory of their own, such as /srv/<name> or /opt/<name>"
+    if path == PurePosixPath("/"):
+        raise ConfigError(f"{key}: {value!r} is the filesystem root; {place}")
+    for tree, what in _SYSTEM_TREES.items():
+        if _within(path, tree):
+            where = "is" if path == PurePosixPath(tree) else "is under"
+            raise ConfigError(f"{key}: {value!r} {where} {tree} ({what}); {place}")
+    if str(path) in _SYSTEM_PARENTS:
+        raise ConfigError(f"{key}: {value!r} is {path} itself; {place}")
+    home = PurePosixPath("/home") / admin_user
+    if _within(path, str(home)):
+        raise ConfigError(
+            f"{key}: {value!r} is in {home}, the home of lvs:adminUser {admin_user!r}: made group-writable for the export, "
+            f"sshd would refuse the Commands' key; {place}"
+        )
+    for tree, what in _DOUBTFUL_TREES.items():
+        if _within(path, tree):
+            return path, f"{key}: {value!r} is under {tree} ({what}); exported read-write to the subnet anyway, but {place}"
+    return path, None
 
 
 def _pool(section: _Section, stack: str) -> PoolSettings:
@@ -299,6 +436,12 @@ def _pool(section: _Section, stack: str) -> PoolSettings:
                 f"remove it, or remove {section.path('pool')} ({existing!r}) to have the stack create its pool"
             )
         return PoolSettings(name=existing, path=None)
+    created = f"{stack}-pool"
+    if not _LIBVIRT_NAME.fullmatch(created):
+        raise ConfigError(
+            f"{section.path('pool')}: unset, and the pool the stack would create, {created!r} (after the stack name), "
+            "is not a usable libvirt pool name; name an existing pool, or use a shorter stack name"
+        )
     value = f"/var/lib/libvirt/images/lvs-cluster-{stack}" if raw_path is None else raw_path
     if not value.startswith("/"):
         raise ConfigError(f"{section.path('poolPath')}: {value!r} must be an absolute path")
@@ -308,7 +451,7 @@ def _pool(section: _Section, stack: str) -> PoolSettings:
     normalised = posixpath.normpath(re.sub(r"/+", "/", value))
     if normalised == "/":
         raise ConfigError(f"{section.path('poolPath')}: {value!r} is the root directory; the pool needs a directory of its own")
-    return PoolSettings(name=f"{stack}-pool", path=PurePosixPath(normalised))
+    return PoolSettings(name=created, path=PurePosixPath(normalised))
 
 
 def _network(section: _Section, role: str) -> NetworkSettings:
@@ -322,15 +465,39 @@ def _network(section: _Section, role: str) -> NetworkSettings:
         raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is not an IPv4 network in CIDR form ({error})") from None
     if cidr.prefixlen > 29:
         raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is too small for a cluster network (at most /29)")
+    for special, what in _SPECIAL_NETWORKS:
+        if cidr.overlaps(special):
+            raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is {what}, not an ordinary unicast subnet")
     # The host side defaults to the last usable address so libvirt's usual `.1` stays free:
     # the seed's VIP is 12.0.0.1.
-    host_ip = section.address("hostIp") if "hostIp" in section.raw else cidr.broadcast_address - 1
+    host_ip = section.address("hostIp", cidr.broadcast_address - 1)
     _require_usable(section.path("hostIp"), host_ip, cidr)
     bridge = section.string("bridge", None)
-    if bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
-        raise ConfigError(f"{section.path('bridge')}: {bridge!r} is not a usable bridge name (at most 15 characters)")
+    if bridge is not None and (not _BRIDGE_NAME.fullmatch(bridge) or bridge in (".", "..", "lo")):
+        raise ConfigError(
+            f"{section.path('bridge')}: {bridge!r} is not a usable bridge name "
+            "(1 to 15 of letters, digits, '_', '.' and '-'; not '.', '..' or 'lo')"
+        )
     section.reject_unknown()
     return NetworkSettings(role=role, name=name, cidr=cidr, host_ip=host_ip, bridge=bridge)
+
+
+def _public_key(text: str) -> sshkeys.PublicKey:
+    try:
+        return sshkeys.parse_public_key(text)
+    except sshkeys.SshKeyError as problem:
+        raise ConfigError(f"lvs:{problem.key}: {problem.message}") from None
+
+
+def _unique_volumes(stack: str, names: list[tuple[str, str]]) -> None:
+    """Every volume of the stack in its pool: the base image's, and each node's root volume
+    and cloud-init ISO (components/image.py, components/vm.py). No two may share a name."""
+    volumes = {f"{stack}-base.qcow2": "the base image's volume (lvs:image)"}
+    for key, node in names:
+        for volume, what in ((f"{stack}-{node}.qcow2", "root volume"), (f"{stack}-{node}-seed.iso", "cloud-init disk")):
+            if volume in volumes:
+                raise ConfigError(f"{key}: {node!r} would name its {what} {volume!r}, which is {volumes[volume]}; choose another name")
+            volumes[volume] = f"the {what} of {key}"
 
 
 def _require_usable(key: str, address: IPv4Address, network: IPv4Network) -> None:
@@ -348,8 +515,11 @@ def _unique(values: list[tuple[str, T]], what: str, show: Callable[[T], str] = s
         seen[value] = key
 
 
-def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) -> ClusterSettings:
-    """Builds the validated model from the raw `lvs:` values (already JSON-decoded)."""
+def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, ssh_private_key_password: Any = None) -> ClusterSettings:
+    """Builds the validated model from the raw `lvs:` values (already JSON-decoded).
+
+    The private key is passed through as given (an Output secret in the program); its content
+    is checked by :func:`check_private_key`, which :func:`load_settings` runs."""
     top = _Section(raw, NAMESPACE, separator=":")
 
     image_section = top.section("image")
@@ -359,12 +529,15 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
     image = ImageSettings(source=source, pool=_pool(image_section, stack))
     image_section.reject_unknown()
 
+    warnings: list[str] = []
+    if top.raw.get("sshPublicKey", "") is None:
+        raise ConfigError("lvs:sshPublicKey: null given, but a value is required (the public half of the key the Commands use)")
     public_key = top.string("sshPublicKey", "")
     if not public_key.strip():
         raise ConfigError("lvs:sshPublicKey: missing (required: the public half of the key the Commands use)")
-    if not _SSH_KEY.fullmatch(public_key.strip()):
-        raise ConfigError(f"lvs:sshPublicKey: {public_key[:40]!r} is not an OpenSSH public key")
-    top._seen.add("sshPrivateKey")
+    _public_key(public_key)
+    # The private key and its passphrase are read by load_settings, as secrets.
+    top._seen.update({"sshPrivateKey", "sshPrivateKeyPassword"})
     if ssh_private_key is None:
         raise ConfigError("lvs:sshPrivateKey: missing (required, as a secret: pulumi config set --secret lvs:sshPrivateKey < KEYFILE)")
 
@@ -382,15 +555,25 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
     if internal.cidr.overlaps(external.cidr):
         raise ConfigError(f"lvs:networks.external.cidr: {external.cidr} overlaps lvs:networks.internal.cidr {internal.cidr}")
     _unique([("lvs:networks.internal.name", internal.name), ("lvs:networks.external.name", external.name)], "name")
+    if internal.bridge is not None and internal.bridge == external.bridge:
+        raise ConfigError(
+            f"lvs:networks.external.bridge: {external.bridge!r} is already the bridge of lvs:networks.internal "
+            "(one bridge per network: the two would be one segment, and the director's NAT bypassed)"
+        )
 
     service_section = top.section("service", {})
     service = ServiceSettings(
         port=service_section.integer("port", 80, lo=1, hi=65535),
         scheduler=_choice(service_section, "scheduler", "rr", SCHEDULERS),
-        persistence=service_section.integer("persistence", 0, lo=0, hi=2**31 - 1),
+        persistence=service_section.integer("persistence", 0, lo=0, hi=MAX_PERSISTENCE),
         mode=_choice(service_section, "mode", "nat", KNOWN_MODES),
     )
     service_section.reject_unknown()
+    if service.port in _PORTS_IN_USE:
+        raise ConfigError(
+            f"lvs:service.port: {service.port} is used by the nodes themselves ({_PORTS_IN_USE[service.port]}); "
+            "the web nodes listen on the service port too: choose another"
+        )
     if service.mode not in SUPPORTED_MODES:
         raise ConfigError(f"lvs:service.mode: {service.mode!r} is not yet supported (supported: {', '.join(SUPPORTED_MODES)})")
 
@@ -407,8 +590,25 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
     raw_exports = nfs_section._get("exports", _REQUIRED)
     if not isinstance(raw_exports, list) or not raw_exports:
         raise ConfigError(f"lvs:nfs.exports: {raw_exports!r} must be a non-empty list of absolute paths")
-    exports = tuple(_export_path(nfs_section, f"exports[{i}]", value) for i, value in enumerate(raw_exports))
-    _unique([(f"lvs:nfs.exports[{i}]", path) for i, path in enumerate(exports)], "path")
+    checked = [_export_path(f"lvs:nfs.exports[{i}]", value, admin_user) for i, value in enumerate(raw_exports)]
+    exports = tuple(path for path, _ in checked)
+    warnings.extend(warning for _, warning in checked if warning)
+    first_key: dict[PurePosixPath, int] = {}
+    for i, path in enumerate(exports):
+        if path in first_key:
+            j = first_key[path]
+            raise ConfigError(
+                f"lvs:nfs.exports[{i}]: {raw_exports[i]!r} is the same directory as lvs:nfs.exports[{j}] ({raw_exports[j]!r}), "
+                f"{path}: list each export once"
+            )
+        first_key[path] = i
+    for i, path in enumerate(exports):
+        for j, other in enumerate(exports):
+            if other in path.parents:
+                warnings.append(
+                    f"lvs:nfs.exports[{i}]: {raw_exports[i]!r} is inside lvs:nfs.exports[{j}] ({raw_exports[j]!r}): "
+                    f"the web nodes serving {other} serve it too"
+                )
     nfs = NfsSettings(
         name=_hostname(nfs_section, default="nfs"),
         ip=nfs_section.address("ip"),
@@ -419,7 +619,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
 
     web_servers = []
     for item in top.items("webServers"):
-        export = _export_path(item, "export", item.string("export"))
+        export = _normal_path(item.path("export"), item.string("export"))
         if export not in exports:
             raise ConfigError(f"{item.path('export')}: {str(export)!r} is not exported by the NFS server (lvs:nfs.exports)")
         web_servers.append(
@@ -471,6 +671,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
         *([("lvs:client.name", client.name)] if client else []),
     ]
     _unique(names, "name", repr)
+    _unique_volumes(stack, names)
 
     return ClusterSettings(
         stack=stack,
@@ -486,18 +687,62 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any) 
         nfs=nfs,
         web_servers=tuple(web_servers),
         client=client,
+        ssh_private_key_password=ssh_private_key_password,
+        warnings=tuple(warnings),
     )
 
 
 def load_settings(config: pulumi.Config, *, stack: str) -> ClusterSettings:
-    """Reads the `lvs:` namespace of the current stack once."""
+    """Reads the `lvs:` namespace of the current stack once, checks the private key against the
+    public one, and reports the warnings (`pulumi.log.warn`)."""
     raw: dict[str, Any] = {}
     for key in _configured_keys(config.name):
-        if key == "sshPrivateKey":
+        if key in _SECRET_KEYS:
             continue
         text = config.get(key)
-        raw[key] = _decode(key, text) if text is not None else None
-    return parse_settings(raw, stack=stack, ssh_private_key=config.get_secret("sshPrivateKey"))
+        if text is not None:
+            raw[key] = _decode(key, text)
+    private_key = config.get("sshPrivateKey")
+    password = config.get("sshPrivateKeyPassword")
+    settings = parse_settings(
+        raw,
+        stack=stack,
+        ssh_private_key=config.get_secret("sshPrivateKey"),
+        ssh_private_key_password=config.get_secret("sshPrivateKeyPassword"),
+    )
+    check_private_key(private_key or "", password, settings.ssh_public_key)
+    notes = [*settings.warnings]
+    for key in _SECRET_KEYS:
+        if config.get(key) is not None and not _is_secret(f"{config.name}:{key}"):
+            notes.append(
+                f"{config.name}:{key}: given as plain config, so the stack file holds it in clear text; "
+                f"set it with pulumi config set --secret {config.name}:{key}"
+            )
+    for note in notes:
+        pulumi.log.warn(note)
+    return dataclasses.replace(settings, warnings=tuple(notes))
+
+
+# Read as secrets, outside the raw model; a plain (non-secret) value is a warning.
+_SECRET_KEYS = ("sshPrivateKey", "sshPrivateKeyPassword")
+
+
+def _is_secret(full_key: str) -> bool:
+    """Whether Pulumi handed the program this key as a secret (`pulumi config set --secret`):
+    the language host passes the secret keys' names along with the config."""
+    from pulumi.runtime import config as runtime_config
+
+    return runtime_config.is_config_secret(full_key) or full_key in runtime_config.get_config_secret_keys_env()
+
+
+def check_private_key(private_key: str, password: str | None, public_key: str) -> None:
+    """`lvs:sshPrivateKey` (and `lvs:sshPrivateKeyPassword`) as the Commands will use them: one
+    readable private key, decrypted by the passphrase if encrypted, the private half of
+    `public_key`. The message describes the secret value, never shows it."""
+    try:
+        sshkeys.check_private_key(private_key, password, sshkeys.parse_public_key(public_key))
+    except sshkeys.SshKeyError as problem:
+        raise ConfigError(f"{NAMESPACE}:{problem.key}: {problem.message}") from None
 
 
 def _configured_keys(namespace: str) -> list[str]:

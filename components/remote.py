@@ -26,6 +26,8 @@ def connection(settings: ClusterSettings, host: IPv4Address) -> remote.Connectio
         host=str(host),
         user=settings.admin_user,
         private_key=settings.ssh_private_key,
+        # Only for an encrypted key: x/crypto/ssh refuses a passphrase for an unencrypted one.
+        private_key_password=settings.ssh_private_key_password,
         dial_error_limit=DIAL_ERROR_LIMIT,
         per_dial_timeout=PER_DIAL_TIMEOUT_SECONDS,
     )

@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.plan import Plan, record_plan, stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+# A real ed25519 pair made for this test session (the program checks that the private key
+# matches the public one); the stack files' own public keys are replaced by its public half.
+_TEST_KEY = Ed25519PrivateKey.generate()
+TEST_PUBLIC_KEY = (
+    _TEST_KEY.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + " lvs-cluster-tests"
+)
+TEST_PRIVATE_KEY = _TEST_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+).decode()
 COMMAND = "command:remote:Command"
 DOMAIN = "libvirt:index/domain:Domain"
 NETWORK = "libvirt:index/network:Network"
@@ -24,14 +34,16 @@ CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
 
 def seed_config() -> dict[str, Any]:
     config = stack_config(PROJECT_DIR / "Pulumi.seed.yaml")
-    config["lvs:sshPrivateKey"] = FAKE_PRIVATE_KEY
+    config["lvs:sshPublicKey"] = TEST_PUBLIC_KEY
+    config["lvs:sshPrivateKey"] = TEST_PRIVATE_KEY
     return config
 
 
 def second_config() -> dict[str, Any]:
     """Other subnets, three web nodes, wrr with unequal weights, another port, no client."""
     config = stack_config(PROJECT_DIR / "tests" / "Pulumi.wrr3.yaml")
-    config["lvs:sshPrivateKey"] = FAKE_PRIVATE_KEY
+    config["lvs:sshPublicKey"] = TEST_PUBLIC_KEY
+    config["lvs:sshPrivateKey"] = TEST_PRIVATE_KEY
     return config
 
 
