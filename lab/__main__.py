@@ -19,15 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .cluster import CommandRun, LabCluster, tear_down
-from .image import DEFAULT_CACHE_DIR, ensure_image
+from . import runs
+from .cluster import CommandRun, LabCluster
+from .image import ensure_image
 from .libvirtd import PrivateLibvirtd
 from .plan import record_plan, stack_name
 from .topology import read_topology
 from .verify import BOOT_TIMEOUT_SECONDS, DOMAIN_SUBSTITUTIONS, Distribution, lab_config, verify
 
 console = Console(stderr=True, highlight=False)
-UP_DIR = DEFAULT_CACHE_DIR / "lab-up"
 
 
 def log(message: str) -> None:
@@ -77,6 +77,7 @@ def show_distribution(title: str, distribution: Distribution, verbose: bool) -> 
 
 
 def command_verify(args: argparse.Namespace) -> int:
+    report_leftovers()
     report = verify(Path(args.config), requests=args.requests, log=log, show=make_show(args.verbose), second_stack=args.second_stack)
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
@@ -96,58 +97,79 @@ def command_verify(args: argparse.Namespace) -> int:
 
 
 def command_up(args: argparse.Namespace) -> int:
-    if (UP_DIR / "lab-state.json").exists():
+    namespace = f"lvslab-up-{stack_name(Path(args.config))}"[:15]
+    if any(record.namespace == namespace for record in runs.records()):
         console.print("a lab is already up: `python -m lab down` first")
         return 1
+    report_leftovers()
     config_path = Path(args.config)
     stack = stack_name(config_path)
     # Outside root's home: libvirt runs QEMU as libvirt-qemu, which must reach the kernel files.
     workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-up-{stack}-"))
-    key = workdir / "id_ed25519"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-    config, substitutions = lab_config(
-        config_path,
-        key.with_suffix(".pub").read_text().strip(),
-        key.read_text(),
-        image=ensure_image(log=log).root_disk,
-        libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
-    )
-    for substitution in [*substitutions, *DOMAIN_SUBSTITUTIONS]:
-        console.print(f"[dim]substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})[/dim]")
-    plan = record_plan(config, stack=stack)
-    topology = read_topology(plan)
-    image = ensure_image(log=log)
-    cluster = LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=f"lvslab-up-{stack}"[:15], log=log)
+    record = runs.register("up", namespace, workdir)
     try:
-        cluster.start()
-        cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
-        for command in topology.commands:
-            run = cluster.run_command(command, "create")
-            make_show(False)("command", run)
-            if run.returncode != 0:
-                raise RuntimeError(f"{command.name} failed")
+        key = workdir / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
+        image = ensure_image(log=log)
+        config, substitutions = lab_config(
+            config_path,
+            key.with_suffix(".pub").read_text().strip(),
+            key.read_text(),
+            image=image.root_disk,
+            libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+        )
+        for substitution in [*substitutions, *DOMAIN_SUBSTITUTIONS]:
+            console.print(f"[dim]substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})[/dim]")
+        plan = record_plan(config, stack=stack)
+        topology = read_topology(plan)
+        cluster = LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=log)
+        try:
+            cluster.start()
+            cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
+            for command in topology.commands:
+                run = cluster.run_command(command, "create")
+                make_show(False)("command", run)
+                if run.returncode != 0:
+                    raise RuntimeError(f"{command.name} failed")
+        except BaseException:
+            cluster.close()
+            raise
     except BaseException:
-        cluster.close()
+        runs.clean(record, log)
         raise
     director = topology.command(f"{next(n for n, v in plan.outputs['nodes'].items() if v['role'] == 'director')}-ready")
-    access = {
-        "vip": plan.outputs["vipUrl"],
-        "curl": f"ip netns exec {cluster.ns.name} curl -si {plan.outputs['vipUrl']}",
-        "ssh": f"ip netns exec {cluster.ns.name} ssh -i {key} -o StrictHostKeyChecking=no {director.user}@{director.host}",
-        "nodes": plan.outputs["nodes"],
-    }
-    cluster.detach(UP_DIR, access)
-    console.print(f"lab is up in namespace {cluster.ns.name}.")
-    console.print(f"  {access['curl']}")
-    console.print(f"  {access['ssh']}   # the director; other nodes by their address")
+    console.print(f"lab is up in namespace {namespace}.")
+    console.print(f"  ip netns exec {namespace} curl -si {plan.outputs['vipUrl']}")
+    console.print(
+        f"  ip netns exec {namespace} ssh -i {key} -o StrictHostKeyChecking=no {director.user}@{director.host}"
+        "   # the director; other nodes by their address"
+    )
     console.print("  python -m lab down   # to remove it")
     return 0
 
 
 def command_down(args: argparse.Namespace) -> int:
-    tear_down(UP_DIR, log)
+    """Removes what `lab up` left running and what stopped runs (SIGKILL, power cut) left."""
+    found = False
+    for record in runs.records():
+        if record.kind == "verify" and record.alive():
+            console.print(f"a lab verify is running (pid {record.pid}, namespace {record.namespace}): left alone")
+            continue
+        found = True
+        console.print(f"removing lab {record.kind} of pid {record.pid} (namespace {record.namespace}, {record.workdir})")
+        runs.clean(record, log)
+    if not found:
+        console.print("no lab to remove")
     return 0
+
+
+def report_leftovers() -> None:
+    for record in runs.leftovers():
+        if record.kind != "up":
+            console.print(
+                f"[yellow]leftovers of a stopped lab {record.kind} (pid {record.pid}, namespace {record.namespace}): "
+                "`python -m lab down` removes them[/yellow]"
+            )
 
 
 def command_image(args: argparse.Namespace) -> int:
@@ -185,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "requests", 1) < 1:
         parser.error("--requests must be at least 1")
-    result: int = args.run(args)
+    runs.install_stop_handlers()
+    try:
+        result: int = args.run(args)
+    except runs.Stopped as stopped:
+        console.print(f"lab: stopped by {stopped}; what this run started has been removed")
+        return 128 + stopped.signum
     return result
 
 

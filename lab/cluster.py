@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,11 +26,11 @@ from .image import BaseImage
 from .libvirtd import PrivateLibvirtd
 from .netns import Namespace
 from .plan import Plan
+from .runs import shielded
 from .topology import DOMAIN, LabCommand, Topology
 from .translation import DirectBoot, LabDomainChanges
 
 Log = Callable[[str], None]
-STATE_FILE_NAME = "lab-state.json"
 # Caps QEMU's translation cache under software emulation: without it a guest's QEMU grows
 # by up to a GiB (measured here, see ../shared/docs/known-pitfalls.md).
 TCG_TRANSLATION_CACHE_MIB = 256
@@ -240,60 +238,10 @@ class LabCluster:
         return result
 
     def close(self) -> None:
-        if self.connection is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                self.connection.close()
-            self.connection = None
-        self.daemon.stop()
-        self.ns.close()
-
-    def detach(self, state_dir: Path, access: dict[str, object]) -> Path:
-        """Leaves the lab running (for `lab up`) and records what `lab down` must end."""
-        state = {"namespace": self.ns.name, "workdir": str(self.workdir), "daemons": self.daemon.pids(), "access": access}
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_dir / STATE_FILE_NAME
-        path.write_text(json.dumps(state, indent=2))
-        return path
-
-
-def tear_down(state_dir: Path, log: Log) -> bool:
-    """Ends what `lab up` left running: its libvirt daemons (by PID, only if they still are
-    those daemons), the QEMU processes inside its namespace, the namespace and its files."""
-    path = state_dir / STATE_FILE_NAME
-    if not path.exists():
-        log("no lab is running (no state file)")
-        return False
-    state = json.loads(path.read_text())
-    for name, pid in state.get("daemons", {}).items():
-        if _process_name(int(pid)) == name:
-            _end(int(pid))
-            log(f"{name} {pid} ended")
-    namespace = state["namespace"]
-    if namespace in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split():
-        pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=True).stdout.split()
-        for pid in map(int, pids):
-            _end(pid)
-            log(f"process {pid} in {namespace} ended")
-        subprocess.run(["ip", "netns", "delete", namespace], check=True)
-        log(f"namespace {namespace} removed")
-    shutil.rmtree(state["workdir"], ignore_errors=True)
-    path.unlink()
-    return True
-
-
-def _process_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except FileNotFoundError:
-        return ""
-
-
-def _end(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        if Path(f"/proc/{pid}").exists():
-            os.kill(pid, signal.SIGKILL)
+        with shielded():
+            if self.connection is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    self.connection.close()
+                self.connection = None
+            self.daemon.stop()
+            self.ns.close()

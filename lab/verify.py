@@ -25,6 +25,7 @@ from typing import Any
 
 from components.config import ClusterSettings, parse_settings
 
+from . import runs
 from .cluster import CommandRun, LabCluster
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
@@ -295,6 +296,8 @@ class Scenario:
     def run(self) -> Report:
         report = self.report
         workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-{self.stack}-"))
+        namespace = f"lvslab-{os.getpid()}"
+        record = runs.register("verify", namespace, workdir)
         try:
             with self.step("image"):
                 image = ensure_image(self.cache_dir, log=self.log)
@@ -315,7 +318,6 @@ class Scenario:
             with self.step("plan"):
                 plan = record_plan(config, stack=self.stack)
                 topology = read_topology(plan)
-            namespace = f"lvslab-{os.getpid()}"
             with LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=self.log) as cluster:
                 self.exercise(cluster, plan, topology, config, settings)
         except StepFailedError as failure:
@@ -323,7 +325,9 @@ class Scenario:
         except Exception as error:
             report.check("scenario", False, f"{type(error).__name__}: {error}")
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            with runs.shielded():
+                shutil.rmtree(workdir, ignore_errors=True)
+                runs.unregister(record)
             report.timings["total_s"] = round(time.monotonic() - self.started, 1)
         report.ok = bool(report.checks) and all(check["ok"] for check in report.checks)
         return report
