@@ -138,8 +138,9 @@ def connection(uri: str) -> Iterator[tuple[Any, Finding]]:
     """A read-write connection (what the provider opens) or None, with the finding about it."""
     import libvirt
 
-    # libvirt prints every error to stderr by default; the doctor reports them itself.
-    libvirt.registerErrorHandler(lambda _context, _error: None, None)
+    from .libvirtd import quiet_libvirt
+
+    quiet_libvirt()
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as error:

@@ -27,6 +27,7 @@ from types import TracebackType
 import libvirt
 
 from .netns import Namespace, end_process
+from .runs import process_name
 
 Log = Callable[[str], None]
 START_TIMEOUT_SECONDS = 60
@@ -72,11 +73,15 @@ class LibvirtdError(RuntimeError):
 
 
 def _ignore_libvirt_error(context: object, error: object) -> None:
-    """libvirt-python prints every error to stderr by default, expected lookups included; the
-    lab reports the errors it raises itself."""
+    """Errors reach the lab as exceptions, which it reports itself."""
 
 
-libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+def quiet_libvirt() -> None:
+    """libvirt-python prints every error to stderr by default, expected lookups included."""
+    libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+
+quiet_libvirt()
 
 
 class PrivateLibvirtd:
@@ -188,15 +193,8 @@ class PrivateLibvirtd:
                 connection.close()
         virtlogd = self.pids().get("virtlogd")
         end_process(self.process)
-        if virtlogd and _is_process(virtlogd, "virtlogd"):
+        if virtlogd and process_name(virtlogd) == "virtlogd":
             os.kill(virtlogd, signal.SIGTERM)
         self.namespace.forget(self.process)
         self.process = None
         self.log("libvirtd stopped")
-
-
-def _is_process(pid: int, name: str) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == name
-    except FileNotFoundError:
-        return False

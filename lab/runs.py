@@ -87,7 +87,8 @@ class RunRecord:
             command = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
         except FileNotFoundError:
             return False
-        return b"lab" in command and any(word.endswith(b"python") or b"python3" in word for word in command[:1])
+        # `python -m lab …`: a zombie's command line is empty, another program's differs.
+        return Path(command[0].decode(errors="replace")).name.startswith("python") and b"lab" in command
 
 
 def register(kind: str, namespace: str, workdir: Path) -> RunRecord:
@@ -121,7 +122,7 @@ def clean(record: RunRecord, log: Log) -> None:
         for name in DAEMONS:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 pid = int((workdir / "libvirt" / f"{name}.pid").read_text().strip())
-                if _process_name(pid) == name:
+                if process_name(pid) == name:
                     _end(pid)
                     log(f"{name} {pid} ended")
         if record.namespace in _namespaces():
@@ -142,7 +143,7 @@ def _namespaces() -> list[str]:
     return [line.split()[0] for line in listed.splitlines() if line.strip()]
 
 
-def _process_name(pid: int) -> str:
+def process_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except FileNotFoundError:

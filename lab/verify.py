@@ -105,7 +105,14 @@ def lab_config(
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The stack config as written, with the lab's own key pair, and the substitutions the
     lab must make set as stack config (listed with their reasons)."""
-    config = stack_config(config_path)
+    return substitute(stack_config(config_path), public_key, private_key, image=image, libvirt_uri=libvirt_uri)
+
+
+def substitute(
+    written: dict[str, Any], public_key: str, private_key: str, *, image: Path, libvirt_uri: str
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """A stack's config with the lab's key pair and substitutions, and the list of them."""
+    config = dict(written)
     config["lvs:sshPublicKey"] = public_key
     config["lvs:sshPrivateKey"] = private_key
     image_settings = dict(config.get("lvs:image") or {})
@@ -425,11 +432,13 @@ class Scenario:
 
     def lab_stack_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Another stack file with this run's key pair and substitutions."""
-        changed = {
-            **config,
-            **{key: self.config[key] for key in ("lvs:sshPublicKey", "lvs:sshPrivateKey", "libvirt:uri", "lvs:domainType")},
-        }
-        changed["lvs:image"] = {**(config.get("lvs:image") or {}), "source": self.config["lvs:image"]["source"]}
+        changed, _ = substitute(
+            config,
+            self.config["lvs:sshPublicKey"],
+            self.config["lvs:sshPrivateKey"],
+            image=Path(self.config["lvs:image"]["source"]),
+            libvirt_uri=self.config["libvirt:uri"],
+        )
         return changed
 
     def apply_changes(self, cluster: LabCluster, changes: list[CommandChange], topology: Topology) -> None:
