@@ -49,6 +49,12 @@ def wait_for_phase(process: subprocess.Popen[bytes], log: Path, phase: str) -> d
     return record
 
 
+def run_until(tmp_path: Path, phase: str) -> tuple[subprocess.Popen[bytes], Path, dict[str, Any]]:
+    """A `lab verify` of the seed, once it has entered `phase`: the process, its log, its record."""
+    process, log = start(tmp_path)
+    return process, log, wait_for_phase(process, log, phase)
+
+
 def what_is_left(record: dict[str, Any]) -> list[str]:
     left = []
     if record["namespace"] in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split():
@@ -80,8 +86,7 @@ def what_is_left(record: dict[str, Any]) -> list[str]:
     ids=lambda value: value.name if isinstance(value, signal.Signals) else value,
 )
 def test_a_stop_signal_tears_down_everything(tmp_path: Path, signum: signal.Signals, phase: str) -> None:
-    process, log = start(tmp_path)
-    record = wait_for_phase(process, log, phase)
+    process, _, record = run_until(tmp_path, phase)
     process.send_signal(signum)
     assert process.wait(timeout=EXIT_TIMEOUT_SECONDS) == 128 + signum
     assert what_is_left(record) == []
@@ -89,8 +94,7 @@ def test_a_stop_signal_tears_down_everything(tmp_path: Path, signum: signal.Sign
 
 @pytest.mark.lab
 def test_a_second_signal_does_not_abandon_the_teardown(tmp_path: Path) -> None:
-    process, log = start(tmp_path)
-    record = wait_for_phase(process, log, "boot")
+    process, log, record = run_until(tmp_path, "boot")
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)  # the teardown is under way
     process.send_signal(signal.SIGTERM)
@@ -101,8 +105,7 @@ def test_a_second_signal_does_not_abandon_the_teardown(tmp_path: Path) -> None:
 
 @pytest.mark.lab
 def test_lab_down_removes_what_a_killed_run_left(tmp_path: Path) -> None:
-    process, log = start(tmp_path)
-    record = wait_for_phase(process, log, "boot")
+    process, _, record = run_until(tmp_path, "boot")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=EXIT_TIMEOUT_SECONDS)
     assert what_is_left(record) != []  # SIGKILL cannot be caught: the run left everything
