@@ -121,6 +121,7 @@ def command_up(args: argparse.Namespace) -> int:
         for substitution in [*substitutions, *DOMAIN_SUBSTITUTIONS]:
             console.print(f"[dim]substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})[/dim]")
         plan = record_plan(config, stack=stack)
+        runs.raise_if_stopped()
         topology = read_topology(plan)
         cluster = LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=log)
         try:
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     runs.install_stop_handlers()
     try:
         result: int = args.run(args)
+        runs.raise_if_stopped()
     except runs.Stopped as stopped:
         console.print(f"lab: stopped by {stopped}; what this run started has been removed")
         return 128 + stopped.signum

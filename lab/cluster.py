@@ -238,10 +238,14 @@ class LabCluster:
         return result
 
     def close(self) -> None:
+        """Connection, daemons, namespace: each is removed even when an earlier one fails
+        (ending the namespace's processes is the last resort for what a daemon left)."""
         with shielded():
-            if self.connection is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    self.connection.close()
-                self.connection = None
-            self.daemon.stop()
-            self.ns.close()
+            try:
+                if self.connection is not None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        self.connection.close()
+                    self.connection = None
+                self.daemon.stop()
+            finally:
+                self.ns.close()

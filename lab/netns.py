@@ -110,9 +110,11 @@ class Namespace:
         if self.name in existing_namespaces():
             # Not ours: never adopt (or later delete) somebody else's namespace.
             raise NamespaceError(f"network namespace {self.name!r} already exists")
-        _check(_ip("netns", "add", self.name), f"ip netns add {self.name}")
+        # Ours from before the add: a stop signal arriving while `ip netns add` runs (it may
+        # have made the namespace already) must still find it to remove.
         self._created = True
         try:
+            _check(_ip("netns", "add", self.name), f"ip netns add {self.name}")
             self.ip("link", "set", "lo", "up")
         except BaseException:
             self.close()

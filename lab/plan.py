@@ -24,6 +24,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from . import runs
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_DIR / "__main__.py"
 PROJECT_NAME = "lvs-cluster"
@@ -154,7 +156,8 @@ def record_plan(config: Mapping[str, Any], *, stack: str = "test") -> Plan:
     Raises whatever the program raises (a ConfigError for bad input); the partial plan is
     then on the exception as `plan`.
     """
-    return contextvars.copy_context().run(_record, dict(config), stack)
+    with runs.deferred():
+        return contextvars.copy_context().run(_record, dict(config), stack)
 
 
 def _record(config: dict[str, Any], stack: str) -> Plan:

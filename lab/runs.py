@@ -40,14 +40,32 @@ class Stopped(BaseException):
 
 
 _shielded = 0
+_deferred = 0
+_stop_requested: int | None = None
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
     if _shielded:
         # Teardown is under way: finish it rather than abandon it halfway.
         print(f"lab: {signal.Signals(signum).name} during teardown; finishing the teardown", flush=True)
         return
+    _stop_requested = signum
+    if _deferred:
+        return  # raised when the deferred section ends
     raise Stopped(signum)
+
+
+def stop_requested() -> int | None:
+    return _stop_requested
+
+
+def raise_if_stopped() -> None:
+    """A checkpoint: a Stopped that a library swallowed or wrapped (an asyncio task keeps it
+    as its result, Python 3.11 wraps it in RuntimeError inside `__set_name__`) still stops
+    the run here."""
+    if _stop_requested is not None:
+        raise Stopped(_stop_requested)
 
 
 def install_stop_handlers() -> None:
@@ -67,6 +85,21 @@ def shielded() -> Iterator[None]:
         yield
     finally:
         _shielded -= 1
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A section a stop must not cut short: Pulumi's engine under mocks waits forever on a
+    registration that an exception raised inside it broke. A stop arriving now is raised
+    when the section ends."""
+    global _deferred
+    _deferred += 1
+    try:
+        yield
+    finally:
+        _deferred -= 1
+    if not _deferred:
+        raise_if_stopped()
 
 
 @dataclass(frozen=True)

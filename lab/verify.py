@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -262,10 +261,12 @@ class Scenario:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
+        runs.raise_if_stopped()
         started = time.monotonic()
         self.log(f"── {name}")
         try:
             yield
+            runs.raise_if_stopped()
         finally:
             seconds = round(time.monotonic() - started, 1)
             self.report.timings.setdefault("steps", {})[name] = seconds
@@ -330,11 +331,11 @@ class Scenario:
         except StepFailedError as failure:
             report.check("scenario", False, str(failure))
         except Exception as error:
+            runs.raise_if_stopped()  # a stop that surfaced as another error is still a stop
             report.check("scenario", False, f"{type(error).__name__}: {error}")
         finally:
-            with runs.shielded():
-                shutil.rmtree(workdir, ignore_errors=True)
-                runs.unregister(record)
+            # Whatever the cluster's own teardown missed, the record names.
+            runs.clean(record, self.log)
             report.timings["total_s"] = round(time.monotonic() - self.started, 1)
         report.ok = bool(report.checks) and all(check["ok"] for check in report.checks)
         return report

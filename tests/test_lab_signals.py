@@ -20,8 +20,8 @@ from lab.runs import RUNS_DIR
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK = "Pulumi.seed.yaml"
 # A line the run prints when it enters the phase.
-PHASES = {"image": "── image", "boot": "── boot", "requests": "── balance"}
-PHASE_TIMEOUT_SECONDS = {"image": 120, "boot": 300, "requests": 1800}
+PHASES = {"image": "── image", "plan": "── plan", "boot": "── boot", "requests": "── balance"}
+PHASE_TIMEOUT_SECONDS = {"image": 120, "plan": 1200, "boot": 300, "requests": 1800}
 EXIT_TIMEOUT_SECONDS = 180
 
 
@@ -78,6 +78,7 @@ def what_is_left(record: dict[str, Any]) -> list[str]:
     ("signum", "phase"),
     [
         (signal.SIGTERM, "image"),
+        (signal.SIGINT, "plan"),  # inside Pulumi's engine: deferred, never lost
         (signal.SIGTERM, "boot"),
         (signal.SIGINT, "boot"),
         (signal.SIGHUP, "boot"),
