@@ -210,3 +210,13 @@ class TestTemplateEngine:
             "b": {"x": 1, "y": 2},
             "c": 2,
         }
+
+
+def test_the_lab_images_own_cloud_init_settings_pass_the_validator() -> None:
+    # Baked into the lab image (not rendered by the program), held to the same validator.
+    settings = (
+        Path(__file__).resolve().parent.parent / "lab" / "image-recipe" / "overlay" / "etc" / "cloud" / "cloud.cfg.d" / "90_lvs_lab.cfg"
+    )
+    assert cloud_init_check({"user-data": {"image": "#cloud-config\n" + settings.read_text()}, "network-config": {}}) == {
+        "user-data:image": None
+    }
