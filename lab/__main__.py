@@ -1,6 +1,7 @@
-"""The VM lab: boots what the program rendered under QEMU, in a network namespace of its own.
+"""The VM lab: hands what the program declared to a private libvirtd, in a network namespace of
+its own, and proves the cluster works.
 
-python -m lab verify --config Pulumi.seed.yaml [--requests N] [--json REPORT] [-v]
+python -m lab verify --config Pulumi.seed.yaml [--requests N] [--json REPORT] [--html PAGE] [-v]
 python -m lab up --config Pulumi.seed.yaml     # leave it running; prints how to reach it
 python -m lab down                             # remove what `up` left
 python -m lab image                            # build (or reuse) the base image
@@ -16,36 +17,47 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from . import runs
+from .accel import choose_accel
 from .cluster import CommandRun, LabCluster
-from .image import ensure_image
+from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .plan import record_plan, stack_name
+from .progress import Progress
+from .report_html import write_html
 from .topology import read_topology
-from .verify import BOOT_TIMEOUT_SECONDS, DOMAIN_SUBSTITUTIONS, Distribution, lab_config, verify
+from .verify import BOOT_TIMEOUT_SECONDS, Distribution, domain_substitutions, effective_accel, lab_config, verify
 
 console = Console(stderr=True, highlight=False)
+# Everything the run prints goes through it: a live display on a terminal, plain lines with a
+# status line at least every 30 s otherwise (lab/progress.py).
+progress = Progress(console)
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]")
+    progress.print(f"[dim]{escape(message)}[/dim]")
+
+
+def out(renderable: RenderableType, *, markup: bool = True) -> None:
+    progress.print(renderable, markup=markup)
 
 
 def make_show(verbose: bool) -> Any:
     def show(kind: str, payload: Any) -> None:
         if kind == "step":
             name, seconds = payload
-            console.print(f"[bold]✓ {name}[/bold] {seconds:.1f} s")
+            out(f"[bold]✓ {name}[/bold] {seconds:.1f} s")
         elif kind == "command":
             run: CommandRun = payload
             colour = "green" if run.returncode == 0 else "red"
-            console.print(f"  [{colour}]{run.phase:6} {run.name}[/{colour}] rc={run.returncode} {run.seconds:.1f} s")
+            out(f"  [{colour}]{run.phase:6} {run.name}[/{colour}] rc={run.returncode} {run.seconds:.1f} s")
             if verbose or run.returncode:
                 for line in (run.stdout + run.stderr).strip().splitlines()[-15:]:
-                    console.print(f"      {line}", markup=False)
+                    out(f"      {line}", markup=False)
         elif kind == "distribution":
             title, distribution = payload
             show_distribution(title, distribution, verbose)
@@ -56,8 +68,8 @@ def make_show(verbose: bool) -> Any:
             for label in ("vip", "direct"):
                 row = payload[label]
                 table.add_row(label, str(row["requests"]), f"{row['seconds']:.2f}", f"{row['per_second']:.1f}")
-            console.print(table)
-            console.print(f"  VIP/direct throughput ratio: {payload['vip_over_direct']}")
+            out(table)
+            out(f"  VIP/direct throughput ratio: {payload['vip_over_direct']}")
 
     return show
 
@@ -65,7 +77,7 @@ def make_show(verbose: bool) -> Any:
 def show_distribution(title: str, distribution: Distribution, verbose: bool) -> None:
     if verbose:
         for index, line in enumerate(distribution.lines, 1):
-            console.print(f"    #{index:<4} {line}", markup=False)
+            out(f"    #{index:<4} {line}", markup=False)
     table = Table(title=f"{title}: {distribution.scheduler}, {'OK' if distribution.ok else 'FAILED'}")
     for column in ("node", "weight", "answers", "expected"):
         table.add_column(column)
@@ -73,26 +85,39 @@ def show_distribution(title: str, distribution: Distribution, verbose: bool) -> 
         expected = "-" if distribution.expected is None else f"{distribution.expected[node]:.1f} ± {distribution.tolerance:g}"
         table.add_row(node, str(weight), str(distribution.counts[node]), expected)
     table.add_row("failed", "", str(distribution.failed), "0")
-    console.print(table)
+    out(table)
 
 
 def command_verify(args: argparse.Namespace) -> int:
     report_leftovers()
-    report = verify(Path(args.config), requests=args.requests, log=log, show=make_show(args.verbose), second_stack=args.second_stack)
+    with progress:
+        report = verify(
+            Path(args.config),
+            requests=args.requests,
+            log=log,
+            show=make_show(args.verbose),
+            second_stack=args.second_stack,
+            progress=progress,
+        )
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
     checks.add_column("result")
     checks.add_column("detail", overflow="fold")
     for check in report.checks:
         checks.add_row(check["name"], "[green]ok[/green]" if check["ok"] else "[red]FAILED[/red]", check["detail"][:300])
-    console.print(checks)
-    console.print(json.dumps(report.timings))
+    out(checks)
+    out(json.dumps(report.timings))
     for note in report.notes:
-        console.print(f"note: {note}")
+        out(f"note: {note}")
+    if report.consoles_kept:
+        out(f"the guests' full consoles are kept in {report.consoles_kept}")
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_json(), indent=2))
-        console.print(f"report written to {args.json}")
-    console.print("[bold green]lab verify: all checks held[/bold green]" if report.ok else "[bold red]lab verify: FAILED[/bold red]")
+        out(f"report written to {args.json}")
+    if args.html:
+        write_html(report.as_json(), Path(args.html))
+        out(f"HTML report written to {args.html}")
+    out("[bold green]lab verify: all checks held[/bold green]" if report.ok else "[bold red]lab verify: FAILED[/bold red]")
     return 0 if report.ok else 1
 
 
@@ -111,27 +136,37 @@ def command_up(args: argparse.Namespace) -> int:
         key = workdir / "id_ed25519"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
         image = ensure_image(log=log)
+        probed = choose_accel(image.kernel, remembered=DEFAULT_CACHE_DIR / "accel.json")
         config, substitutions = lab_config(
             config_path,
             key.with_suffix(".pub").read_text().strip(),
             key.read_text(),
             image=image.root_disk,
             libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+            accel=probed,
         )
-        for substitution in [*substitutions, *DOMAIN_SUBSTITUTIONS]:
-            console.print(f"[dim]substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})[/dim]")
+        accel = effective_accel(config, probed)
+        log(f"accelerator: {accel.name} ({accel.reason})")
+        for substitution in [*substitutions, *domain_substitutions(config["lvs:domainType"])]:
+            log(f"substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})")
         plan = record_plan(config, stack=stack)
-        runs.raise_if_stopped()
         topology = read_topology(plan)
-        cluster = LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=log)
+        cluster = LabCluster(
+            plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=log, accel=accel, progress=progress
+        )
         try:
-            cluster.start()
-            cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
-            for command in topology.commands:
-                run = cluster.run_command(command, "create")
-                make_show(False)("command", run)
-                if run.returncode != 0:
-                    raise RuntimeError(f"{command.name} failed")
+            with progress:
+                progress.step("define (libvirt)")
+                cluster.start()
+                progress.step("boot")
+                cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
+                progress.step("create")
+                for command in topology.commands:
+                    with progress.activity(f"create {command.name}"):
+                        run = cluster.run_command(command, "create")
+                    make_show(False)("command", run)
+                    if run.returncode != 0:
+                        raise RuntimeError(f"{command.name} failed")
         except BaseException:
             cluster.close()
             raise
@@ -174,7 +209,9 @@ def report_leftovers() -> None:
 
 
 def command_image(args: argparse.Namespace) -> int:
-    image = ensure_image(log=log)
+    with progress:
+        progress.step("image")
+        image = ensure_image(log=log)
     state = "built" if image.built else "reused"
     console.print(f"{image.root_disk} ({state}, {image.build_seconds:.1f} s) kernel {image.kernel_version}")
     return 0
@@ -193,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--config", required=True, help="a Pulumi.<stack>.yaml")
     verify_parser.add_argument("--requests", type=int, default=120, help="requests per distribution check (default 120)")
     verify_parser.add_argument("--json", help="write the report here")
+    verify_parser.add_argument("--html", help="write a report to look at here (charts of the distribution and of the run's timeline)")
     verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
     verify_parser.set_defaults(run=command_verify)

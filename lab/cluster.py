@@ -20,12 +20,14 @@ from xml.etree import ElementTree
 
 import libvirt
 
+from .accel import Accel
 from .deployment import Change, Deployment
 from .guest import Guest
 from .image import BaseImage
 from .libvirtd import PrivateLibvirtd
 from .netns import Namespace
 from .plan import Plan
+from .progress import Progress
 from .runs import shielded
 from .topology import DOMAIN, LabCommand, Topology
 from .translation import DirectBoot, LabDomainChanges
@@ -47,7 +49,19 @@ class CommandRun:
 
 
 class LabCluster:
-    def __init__(self, plan: Plan, topology: Topology, *, image: BaseImage, workdir: Path, ssh_key: Path, namespace: str, log: Log) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        topology: Topology,
+        *,
+        image: BaseImage,
+        workdir: Path,
+        ssh_key: Path,
+        namespace: str,
+        log: Log,
+        accel: Accel,
+        progress: Progress | None = None,
+    ) -> None:
         self.plan = plan
         self.topology = topology
         self.image = image
@@ -55,7 +69,10 @@ class LabCluster:
         self.ssh_key = ssh_key
         self.log = log
         self.ns = Namespace(namespace, log=log)
-        self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log)
+        self.accel = accel
+        self.progress = progress
+        # Under software emulation the daemon must not see a /dev/kvm that hangs (libvirtd.py).
+        self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log, hide_kvm=accel.name != "kvm")
         self.guests: dict[str, Guest] = {}
         self.connection: libvirt.virConnect | None = None
         self.deployment: Deployment | None = None
@@ -98,9 +115,9 @@ class LabCluster:
         assert self.deployment is not None
         self.plan, self.topology = plan, topology
         changes = self.deployment.up(plan)
-        started = {change.name for change in changes if change.type == "Domain" and change.action == "create"}
+        started = {change.name: change.done_at for change in changes if change.type == "Domain" and change.action == "create"}
         names = {resource.name: resource.inputs["name"] for resource in plan.of_type(DOMAIN) if resource.name in started}
-        for domain_name in names.values():
+        for resource_name, domain_name in names.items():
             guest = Guest(
                 domain_name,
                 self.workdir / "guests" / domain_name,
@@ -110,11 +127,15 @@ class LabCluster:
                 ssh_key=self.ssh_key,
                 log=self.log,
             )
-            guest.mark_started()
+            guest.mark_started(at=started[resource_name])
             self.guests[domain_name] = guest
+            if self.progress is not None:
+                self.progress.watch_guest(domain_name, guest.console_log, guest.started_at)
         for domain_name in list(self.guests):
             if domain_name not in {guest.name for guest in topology.guests}:
                 del self.guests[domain_name]
+                if self.progress is not None:
+                    self.progress.forget_guest(domain_name)
         return changes
 
     def _is_active(self, domain_name: str) -> bool:
@@ -134,12 +155,17 @@ class LabCluster:
     def wait_booted(self, timeout: float) -> dict[str, float]:
         """Each guest's own uptime when cloud-init reported it finished (the guests boot at
         once; waiting for them one after the other must not add up)."""
-        booted = {}
-        for name, guest in self.guests.items():
-            if guest.guest_uptime is None:
-                guest.wait_cloud_init_done(timeout=timeout)
-            booted[name] = guest.guest_uptime or 0.0
-        return booted
+        deadline = time.monotonic() + timeout
+        while not all([guest.cloud_init_done() for guest in self.guests.values()]):
+            if time.monotonic() > deadline:
+                waiting = [guest for guest in self.guests.values() if guest.guest_uptime is None]
+                raise TimeoutError(
+                    "cloud-init not done after "
+                    f"{timeout:.0f} s on {', '.join(guest.name for guest in waiting)}\n"
+                    + "\n".join(f"--- {guest.name}: console tail ---\n{guest.console_tail()}" for guest in waiting)
+                )
+            time.sleep(1)
+        return {name: guest.guest_uptime or 0.0 for name, guest in self.guests.items()}
 
     # ------------------------------------------------------------ what libvirt says
 

@@ -50,6 +50,7 @@ class Change:
     type: str
     action: str  # create, delete
     seconds: float
+    done_at: float = 0.0  # time.monotonic() when libvirt answered: a domain's start
 
 
 class Deployment:
@@ -104,7 +105,8 @@ class Deployment:
             work()
         except libvirt.libvirtError as error:
             raise DeploymentError(f"{action} {resource.type.split(':')[-1]} {resource.name}: libvirt said: {error}") from error
-        change = Change(resource.name, resource.type.split(":")[-1], action, round(time.monotonic() - started, 2))
+        done_at = time.monotonic()
+        change = Change(resource.name, resource.type.split(":")[-1], action, round(done_at - started, 2), done_at)
         self.log(f"libvirt: {action} {change.type} {resource.name} ({change.seconds:.1f} s)")
         return change
 

@@ -72,9 +72,10 @@ class Guest:
         self.guest_uptime: float | None = None  # the guest's own "Up N seconds"
         self.datasource: str | None = None  # what cloud-init said it found its data in
 
-    def mark_started(self) -> None:
+    def mark_started(self, at: float | None = None) -> None:
+        """The domain started at `at` (time.monotonic(); now if not given)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.started_at = time.monotonic()
+        self.started_at = time.monotonic() if at is None else at
 
     def running(self) -> bool:
         return self.is_running()
@@ -120,6 +121,17 @@ class Guest:
                     f"{self.name}: {rx.pattern!r} not on console after {timeout:.0f} s\n--- console tail ---\n{self.console_tail()}"
                 )
             time.sleep(poll)
+
+    def cloud_init_done(self) -> bool:
+        """Has cloud-init's final message reached the console? (Non-blocking: a fatal console
+        line or a stopped domain raises, as in `wait_for_console`.)"""
+        if self.guest_uptime is not None:
+            return True
+        try:
+            self.wait_cloud_init_done(timeout=0)
+        except TimeoutError:
+            return False
+        return True
 
     def wait_cloud_init_done(self, timeout: float = 900, since: int = 0) -> float:
         """Wait for cloud-init's final message on the console.

@@ -97,6 +97,7 @@ class ScaleOut:
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)
         out = _changed(run, state, config)
+        running = set(cluster.guests)
         changes = cluster.up(out.plan, out.topology)
         run.report.libvirt_changes["scale out"] = [asdict(change) for change in changes]
         created = sorted((change.type, change.name) for change in changes)
@@ -111,6 +112,9 @@ class ScaleOut:
             "scale out: only its ready-Command and real server, and the table re-read", actions == expected_actions, str(actions)
         )
         cluster.wait_booted(run.boot_timeout)
+        # The floor's solo boot (verify.floor_timings): this node boots alone, the others idle.
+        added = next(guest for name, guest in cluster.guests.items() if name not in running)
+        run.report.timings["solo_boot_s"] = round(added.boot_seconds or 0.0, 1)
         run.apply_changes(cluster, commands, out.topology)
         run.check_distribution(cluster, out, "after scale out")
         return out

@@ -10,13 +10,16 @@ nothing else touched → destroy → nothing of the stack left in libvirt.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import subprocess
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,11 +28,13 @@ from typing import Any
 from components.config import ClusterSettings, parse_settings
 
 from . import runs
+from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, ScaleIn, ScaleOut, SecondStack, UpAgain
 from .plan import Plan, record_plan, stack_config, stack_name
+from .progress import Progress
 from .topology import CommandChange, LabCommand, Topology, command_changes, read_topology
 
 Log = Callable[[str], None]
@@ -40,6 +45,10 @@ DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999
 USER_IPVS_SERVICE = "-t 127.0.0.1:9"
 PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
 USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
+BOOT_PROFILE_SCRIPT = (
+    "systemd-analyze time --no-pager; echo '--- blame'; systemd-analyze blame --no-pager | head -n 10; "
+    "echo '--- cloud-init'; cloud-init analyze blame 2>/dev/null | head -n 12"
+)
 
 
 @dataclass
@@ -83,6 +92,13 @@ class Report:
     libvirt_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     left_after_destroy: list[str] | None = None
     scale_in: dict[str, Any] = field(default_factory=dict)
+    accel: str = "tcg"  # what the guests ran under: "kvm" or "tcg" (contract)
+    accel_reason: str = ""
+    # Every step, guest boot and Command of the run: kind, name, start_s (from the run's
+    # start), seconds; guests also carry the seconds at which each boot stage was seen.
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    boot_profile: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consoles_kept: str | None = None
     ok: bool = False
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
@@ -92,6 +108,9 @@ class Report:
     def as_json(self) -> dict[str, Any]:
         document = asdict(self)
         document["leftAfterDestroy"] = document.pop("left_after_destroy")
+        document["accelReason"] = document.pop("accel_reason")
+        document["bootProfile"] = document.pop("boot_profile")
+        document["consolesKept"] = document.pop("consoles_kept")
         return document
 
 
@@ -100,15 +119,15 @@ class StepFailedError(RuntimeError):
 
 
 def lab_config(
-    config_path: Path, public_key: str, private_key: str, *, image: Path, libvirt_uri: str
+    config_path: Path, public_key: str, private_key: str, *, image: Path, libvirt_uri: str, accel: Accel
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The stack config as written, with the lab's own key pair, and the substitutions the
     lab must make set as stack config (listed with their reasons)."""
-    return substitute(stack_config(config_path), public_key, private_key, image=image, libvirt_uri=libvirt_uri)
+    return substitute(stack_config(config_path), public_key, private_key, image=image, libvirt_uri=libvirt_uri, accel=accel)
 
 
 def substitute(
-    written: dict[str, Any], public_key: str, private_key: str, *, image: Path, libvirt_uri: str
+    written: dict[str, Any], public_key: str, private_key: str, *, image: Path, libvirt_uri: str, accel: Accel
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """A stack's config with the lab's key pair and substitutions, and the list of them."""
     config = dict(written)
@@ -123,12 +142,6 @@ def substitute(
             "reason": "the lab's private libvirtd, in its own network and mount namespaces",
         },
         {
-            "what": "lvs:domainType",
-            "declared": str(config.get("lvs:domainType", "kvm")),
-            "lab": "qemu",
-            "reason": "no usable hardware virtualisation here: QEMU software emulation (tcg)",
-        },
-        {
             "what": "lvs:image.source",
             "declared": str(image_settings.get("source")),
             "lab": str(image),
@@ -136,7 +149,12 @@ def substitute(
         },
     ]
     config["libvirt:uri"] = libvirt_uri
-    config["lvs:domainType"] = "qemu"
+    declared_type = str(config.get("lvs:domainType", "kvm"))
+    if declared_type == "kvm" and accel.name != "kvm":
+        config["lvs:domainType"] = "qemu"
+        substitutions.insert(
+            1, {"what": "lvs:domainType", "declared": declared_type, "lab": "qemu", "reason": f"software emulation (tcg): {accel.reason}"}
+        )
     config["lvs:image"] = {**image_settings, "source": str(image)}
     pool_path = image_settings.get("poolPath")
     if pool_path and not str(pool_path).startswith(PRIVATE_IMAGES + "/"):
@@ -153,8 +171,43 @@ def substitute(
     return config, substitutions
 
 
-# What the lab adds to every domain the program declares (lab/cluster.py, lab/translation.py).
-DOMAIN_SUBSTITUTIONS = [
+def effective_accel(config: dict[str, Any], probed: Accel) -> Accel:
+    """What the guests really run under: a stack that declares `qemu` gets software emulation
+    even where KVM works."""
+    if config["lvs:domainType"] == "kvm":
+        return probed
+    if probed.name == "kvm":
+        return Accel("tcg", "the stack declares lvs:domainType qemu", probed.probe_seconds)
+    return probed
+
+
+def floor_timings(timings: dict[str, Any], cores: int) -> dict[str, Any]:
+    """The run's CPU floor for booting the cluster: one guest's solo boot on this run (the
+    scale-out node, booted while the others idle), times the guests booted at once, over the
+    cores they share; and the cluster-ready time as a ratio to it."""
+    solo, ready, guests = timings.get("solo_boot_s"), timings.get("clusterReadySeconds"), timings.get("guests_at_once")
+    if not (solo and ready and guests):
+        return {"floorSeconds": None, "floorRatio": None, "cores": cores}
+    floor = solo * max(1.0, guests / cores)
+    return {"floorSeconds": round(floor, 1), "floorRatio": round(ready / floor, 2), "cores": cores}
+
+
+def keep_consoles(workdir: Path, cache_dir: Path, namespace: str) -> str | None:
+    """A failed run's guest consoles, kept out of the work directory that teardown removes."""
+    consoles = workdir / "consoles"
+    if not consoles.is_dir():
+        return None
+    kept = cache_dir / "failed-runs" / f"{namespace}-{time.strftime('%Y%m%d-%H%M%S')}"
+    shutil.copytree(consoles, kept)
+    return str(kept)
+
+
+def domain_substitutions(domain_type: str) -> list[dict[str, str]]:
+    """What the lab adds to every domain the program declares (lab/cluster.py, lab/translation.py)."""
+    return [change for change in _DOMAIN_SUBSTITUTIONS if domain_type == "qemu" or "tb-cache" not in change["what"]]
+
+
+_DOMAIN_SUBSTITUTIONS = [
     {
         "what": "domain <os>: kernel, initrd, cmdline",
         "declared": "(boot from the image's disk)",
@@ -248,8 +301,10 @@ class Scenario:
         show: Callable[[str, Any], None],
         cache_dir: Path,
         second_stack: str | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.config_path = config_path
+        self.progress = progress
         self.second_stack = second_stack
         self.stack = stack_name(config_path)
         self.requests = requests
@@ -264,21 +319,35 @@ class Scenario:
         runs.raise_if_stopped()
         started = time.monotonic()
         self.log(f"── {name}")
+        if self.progress is not None:
+            self.progress.step(name)
         try:
             yield
             runs.raise_if_stopped()
         finally:
             seconds = round(time.monotonic() - started, 1)
             self.report.timings.setdefault("steps", {})[name] = seconds
+            self.report.timeline.append({"kind": "step", "name": name, "start_s": round(started - self.started, 1), "seconds": seconds})
             self.show("step", (name, seconds))
 
     def record(self, run: CommandRun) -> CommandRun:
         self.report.commands.append(asdict(run))
+        start = time.monotonic() - self.started - run.seconds
+        self.report.timeline.append(
+            {
+                "kind": "command",
+                "name": f"{run.phase} {run.name}",
+                "start_s": round(start, 1),
+                "seconds": round(run.seconds, 1),
+                "ok": run.returncode == 0,
+            }
+        )
         self.show("command", run)
         return run
 
     def apply(self, cluster: LabCluster, command: LabCommand, phase: str) -> CommandRun:
-        run = self.record(cluster.run_command(command, phase))
+        with self.activity(f"{phase} {command.name}"):
+            run = self.record(cluster.run_command(command, phase))
         if run.returncode != 0:
             raise StepFailedError(f"{command.name} {phase} failed ({run.returncode}): {run.stderr.strip() or run.stdout.strip()}")
         return run
@@ -294,11 +363,12 @@ class Scenario:
         client = next((name for name, node in plan.outputs["nodes"].items() if node["role"] == "client"), None)
         timeout = min(count * 10, 900) + 60
         loop = request_loop(url, count, local_ports=local_ports)
-        if client is not None:
-            ready = topology.command(f"{client}-ready")
-            result = cluster.ssh(ready.host, ready.user, loop, timeout=timeout)
-        else:
-            result = cluster.in_namespace(["sh", "-c", loop], timeout=timeout)
+        with self.activity(f"{count} requests to {url}"):
+            if client is not None:
+                ready = topology.command(f"{client}-ready")
+                result = cluster.ssh(ready.host, ready.user, loop, timeout=timeout)
+            else:
+                result = cluster.in_namespace(["sh", "-c", loop], timeout=timeout)
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def run(self) -> Report:
@@ -311,6 +381,9 @@ class Scenario:
                 image = ensure_image(self.cache_dir, log=self.log)
                 report.image = {"path": str(image.root_disk), "built": image.built, "seconds": round(image.build_seconds, 1)}
                 report.timings["image_s"] = round(image.build_seconds, 1)
+            with self.step("accelerator"):
+                accel = choose_accel(image.kernel, remembered=self.cache_dir / "accel.json")
+                report.timings["accel_probe_s"] = round(accel.probe_seconds, 1)
             key = workdir / "id_ed25519"
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
             config, report.substitutions = lab_config(
@@ -319,24 +392,41 @@ class Scenario:
                 key.read_text(),
                 image=image.root_disk,
                 libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+                accel=accel,
             )
-            report.substitutions += DOMAIN_SUBSTITUTIONS
+            self.accel = accel = effective_accel(config, accel)
+            report.accel, report.accel_reason = accel.name, accel.reason
+            self.log(f"accelerator: {accel.name} ({accel.reason})")
+            report.substitutions += domain_substitutions(config["lvs:domainType"])
             self.config = config
             settings = model(config, self.stack)
             with self.step("plan"):
                 plan = record_plan(config, stack=self.stack)
                 topology = read_topology(plan)
-            with LabCluster(plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=self.log) as cluster:
+            with LabCluster(
+                plan,
+                topology,
+                image=image,
+                workdir=workdir,
+                ssh_key=key,
+                namespace=namespace,
+                log=self.log,
+                accel=accel,
+                progress=self.progress,
+            ) as cluster:
                 self.exercise(cluster, plan, topology, config, settings)
         except StepFailedError as failure:
             report.check("scenario", False, str(failure))
+            report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
         except Exception as error:
             runs.raise_if_stopped()  # a stop that surfaced as another error is still a stop
             report.check("scenario", False, f"{type(error).__name__}: {error}")
+            report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
         finally:
             # Whatever the cluster's own teardown missed, the record names.
             runs.clean(record, self.log)
             report.timings["total_s"] = round(time.monotonic() - self.started, 1)
+            report.timings.update(floor_timings(report.timings, os.cpu_count() or 1))
         report.ok = bool(report.checks) and all(check["ok"] for check in report.checks)
         return report
 
@@ -360,7 +450,11 @@ class Scenario:
         with self.step("boot"):
             boots = cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
+            report.timings["clusterReadySeconds"] = self.record_boots(cluster)
+            report.timings["guests_at_once"] = len(boots)
             self.check_libvirt_objects(cluster)
+        with self.step("boot profile"):
+            report.boot_profile = self.boot_profile(cluster, plan, topology)
         with self.step("user-owned rules"):
             owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
             added = cluster.ssh(director.host, director.user, owned)
@@ -424,6 +518,49 @@ class Scenario:
                 "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
             )
 
+    def activity(self, label: str) -> contextlib.AbstractContextManager[None]:
+        return self.progress.activity(label) if self.progress is not None else contextlib.nullcontext()
+
+    def record_boots(self, cluster: LabCluster) -> float:
+        """Puts each guest's boot on the timeline; returns the seconds from the first domain's
+        start to the last guest's cloud-init done."""
+        spans = []
+        for name, guest in cluster.guests.items():
+            if guest.started_at is None or guest.boot_seconds is None:
+                continue
+            start = guest.started_at - self.started
+            watched = self.progress.guests.get(name) if self.progress is not None else None
+            spans.append((start, start + guest.boot_seconds))
+            self.report.timeline.append(
+                {
+                    "kind": "guest",
+                    "name": name,
+                    "start_s": round(start, 1),
+                    "seconds": round(guest.boot_seconds, 1),
+                    "stages": dict(watched.stages) if watched is not None else {},
+                }
+            )
+        return round(max(end for _, end in spans) - min(start for start, _ in spans), 1)
+
+    def boot_profile(self, cluster: LabCluster, plan: Plan, topology: Topology) -> dict[str, dict[str, Any]]:
+        """Where each guest's boot went, in the guest's own words: systemd's and cloud-init's."""
+        profile = {}
+        readies = {node: topology.command(f"{node}-ready") for node in plan.outputs["nodes"]}
+        # At once: each takes seconds of a guest's CPU (cloud-init's analyzer is Python).
+        with ThreadPoolExecutor(max_workers=len(readies)) as pool:
+            answers = {
+                node: pool.submit(cluster.ssh, ready.host, ready.user, BOOT_PROFILE_SCRIPT, timeout=120) for node, ready in readies.items()
+            }
+        for node, answer in answers.items():
+            systemd, _, rest = answer.result().stdout.partition("--- blame\n")
+            blame, _, cloud_init = rest.partition("--- cloud-init\n")
+            profile[node] = {
+                "systemd": systemd.strip(),
+                "blame": [line.strip() for line in blame.splitlines() if line.strip()],
+                "cloudInit": [line.strip() for line in cloud_init.splitlines() if line.strip().endswith(")")],
+            }
+        return profile
+
     # ------------------------------------------------------------ for the lifecycles
 
     boot_timeout = BOOT_TIMEOUT_SECONDS
@@ -439,6 +576,7 @@ class Scenario:
             self.config["lvs:sshPrivateKey"],
             image=Path(self.config["lvs:image"]["source"]),
             libvirt_uri=self.config["libvirt:uri"],
+            accel=self.accel,
         )
         return changed
 
@@ -596,5 +734,8 @@ def verify(
     show: Callable[[str, Any], None],
     cache_dir: Path = DEFAULT_CACHE_DIR,
     second_stack: str | None = None,
+    progress: Progress | None = None,
 ) -> Report:
-    return Scenario(config_path, requests=requests, log=log, show=show, cache_dir=cache_dir, second_stack=second_stack).run()
+    return Scenario(
+        config_path, requests=requests, log=log, show=show, cache_dir=cache_dir, second_stack=second_stack, progress=progress
+    ).run()

@@ -1,0 +1,141 @@
+"""The HTML report (`lab verify --html`): what it shows from a report, that nothing a stack or a
+guest printed becomes markup, and that a real headless browser (Debian's Chromium) renders
+it: the charts are there and the page is not blank."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from matplotlib import image as mpimage
+
+from lab.report_html import render_html, write_html
+from lab.verify import Distribution, Report, floor_timings
+
+# Flags for headless Chromium as root on a machine with no outside network (see the env notes).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def a_report() -> dict[str, Any]:
+    report = Report(config="Pulumi.seed.yaml", stack="seed", requests=120)
+    report.accel, report.accel_reason = "tcg", "a KVM guest printed nothing within 15 s (KVM hangs here)"
+    report.distributions["after_create"] = asdict(
+        Distribution("rr", {"web1": 1, "web2": 1}, {"web1": 60, "web2": 59}, 1, {"web1": 60.0, "web2": 60.0}, 0, False)
+    )
+    report.distributions["after_weight_change"] = asdict(
+        Distribution("wrr", {"web1": 3, "web2": 1}, {"web1": 90, "web2": 30}, 0, {"web1": 90.0, "web2": 30.0}, 1.2, True)
+    )
+    report.throughput = {
+        "vip": {"requests": 200, "seconds": 4.0, "per_second": 50.0},
+        "direct": {"requests": 200, "seconds": 3.2, "per_second": 62.5},
+        "vip_over_direct": 0.8,
+    }
+    report.timings = {"steps": {"boot": 150.2, "create": 27.0}, "clusterReadySeconds": 150.0, "guests_at_once": 5, "solo_boot_s": 55.0}
+    report.timings.update(floor_timings(report.timings, cores=2))
+    report.timeline = [
+        {"kind": "step", "name": "boot", "start_s": 7.0, "seconds": 150.2},
+        {"kind": "step", "name": "create", "start_s": 160.0, "seconds": 27.0},
+        {
+            "kind": "guest",
+            "name": "seed-web1",
+            "start_s": 7.0,
+            "seconds": 120.0,
+            "stages": {"kernel": 1.0, "cloud-init local": 60.0, "done": 120.0},
+        },
+        {"kind": "guest", "name": "seed-nfs", "start_s": 7.5, "seconds": 149.0, "stages": {}},
+        {"kind": "command", "name": "create director-ready", "start_s": 160.0, "seconds": 3.9, "ok": True},
+        {"kind": "command", "name": "create snat-rule", "start_s": 164.0, "seconds": 1.3, "ok": False},
+    ]
+    report.check("distribution (rr)", False, "{'web1': 60, 'web2': 59} <script>alert(1)</script>")
+    report.check("rules saved for reboot", True)
+    report.substitutions = [{"what": "lvs:domainType", "declared": "kvm", "lab": "qemu", "reason": "software emulation (tcg)"}]
+    report.boot_profile = {
+        "web1": {
+            "systemd": "Startup finished in 3.1s (kernel) + 50.2s (userspace) = 53.3s",
+            "blame": ["20.1s cloud-init.service"],
+            "cloudInit": [],
+        }
+    }
+    return report.as_json()
+
+
+def test_the_page_shows_the_verdict_the_accelerator_and_the_floor() -> None:
+    page = render_html(a_report())
+    assert "lab verify seed:" in page and 'class="failed">FAILED' in page
+    assert '<td id="accel">tcg</td>' in page
+    assert "KVM hangs here" in page
+    # floor = 55 s * 5 guests / 2 cores = 137.5 s; 150 / 137.5 = 1.09
+    assert "137.5 s (solo boot 55.0 s * 5 guests / 2 cores)" in page
+    assert '<td id="floor-ratio">1.09</td>' in page
+
+
+def test_every_backend_count_and_expected_share_is_in_the_table() -> None:
+    page = render_html(a_report())
+    rows = re.findall(
+        r"<tr><td>([^<]+)</td><td>(\w*)</td><td>(\w+)</td>\s*<td(?: class=\"num\")?>(\d*)</td><td class=\"num\">(\d+)</td>", page
+    )
+    assert ("after create", "rr", "web2", "1", "59") in rows
+    assert ("after weight change", "wrr", "web1", "3", "90") in rows
+    assert ("after create", "", "failed", "", "1") in rows
+    assert "90.0 ± 1.2" in page
+
+
+def test_two_charts_are_inline_svg_with_a_bar_per_backend() -> None:
+    page = render_html(a_report())
+    distribution = page[page.index('<figure id="distribution-chart">') :]
+    assert distribution.index("<svg") < distribution.index("</figure>")
+    assert page.count("<svg") == 2
+    assert "after create" in distribution[: distribution.index("</figure>")]
+    assert '<figure id="timeline-chart">' in page
+
+
+def test_text_from_a_stack_or_a_guest_never_becomes_markup() -> None:
+    page = render_html(a_report())
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_failed_run_with_no_figures_still_renders() -> None:
+    report = Report(config="Pulumi.seed.yaml", stack="seed", requests=120)
+    report.check("scenario", False, "TimeoutError: cloud-init not done")
+    report.timings.update(floor_timings(report.timings, cores=2))
+    page = render_html(report.as_json())
+    assert '<td id="floor-ratio">None</td>' in page and "<svg" not in page
+
+
+def test_a_headless_browser_renders_the_page(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    write_html(a_report(), page)
+    profile = tmp_path / "profile"
+    dom = subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert 'id="distribution-chart"' in dom and 'id="timeline-chart"' in dom
+    assert dom.count("<svg") == 2
+    screenshot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1280,2400", f"--screenshot={screenshot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = mpimage.imread(screenshot)
+    assert pixels.shape[:2] == (2400, 1280)
+    # Charts and tables drew something: many pixels differ from the white page.
+    assert (pixels[:, :, :3].mean(axis=2) < 0.9).mean() > 0.02
