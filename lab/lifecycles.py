@@ -46,7 +46,8 @@ class Lifecycle(Protocol):
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged: ...
 
 
-def _changed(run: Scenario, state: Converged, config: dict[str, Any]) -> Converged:
+def changed(run: Scenario, config: dict[str, Any]) -> Converged:
+    """The stack file `config`, planned as `pulumi up` would plan it."""
     plan = record_plan(config, stack=run.stack)
     return Converged(config, plan, read_topology(plan))
 
@@ -64,7 +65,7 @@ class UpAgain:
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
         uuids, boots = cluster.domain_uuids(), _boot_ids(cluster, state.topology)
-        again = _changed(run, state, copy.deepcopy(state.config))
+        again = changed(run, copy.deepcopy(state.config))
         changes = cluster.up(again.plan, again.topology)
         run.report.libvirt_changes["up again"] = [asdict(change) for change in changes]
         run.report.check("up again: no libvirt object changes", changes == [], str(changes))
@@ -87,6 +88,7 @@ def _extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Ad
 
 class ScaleOut:
     name = "scale out: one more web node"
+    added = ""  # the web node's name, once it ran
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
         settings = run.settings_of(state.config)
@@ -94,9 +96,10 @@ class ScaleOut:
         used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
         used |= {network.host_ip for network in state.topology.networks}
         extra = _extra_web_server(state.config, used | {settings.vip})
+        self.added = extra["name"]
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)
-        out = _changed(run, state, config)
+        out = changed(run, config)
         running = set(cluster.guests)
         changes = cluster.up(out.plan, out.topology)
         run.report.libvirt_changes["scale out"] = [asdict(change) for change in changes]
@@ -123,11 +126,13 @@ class ScaleOut:
 class ScaleIn:
     name = "scale in: remove the added node under load"
 
-    def __init__(self, before: Converged) -> None:
-        self.before = before  # the stack file to return to
+    def __init__(self, scale_out: ScaleOut) -> None:
+        self.scale_out = scale_out  # the node it added is the one removed
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        back = _changed(run, state, copy.deepcopy(self.before.config))
+        config = copy.deepcopy(state.config)
+        config["lvs:webServers"] = [web for web in config["lvs:webServers"] if web["name"] != self.scale_out.added]
+        back = changed(run, config)
         commands = command_changes(state.topology, back.topology)
         removed = {change.name for change in commands if change.action == "delete"}
         loop = run.background_requests(cluster, back, count=REQUESTS_DURING_SCALE_IN, interval=REQUEST_INTERVAL_SECONDS)

@@ -1,17 +1,15 @@
 """`lab verify`: the seed's last step, automated. Hands what the program declared to a private
-libvirtd, boots it, applies the Commands it declared, sends requests to the VIP from the
-client, checks the distribution against the scheduler, proves update and delete, runs the
-lifecycles (`lifecycles.py`), destroys, and always tears everything down.
+libvirtd, boots it, then runs the scenario units (`scenarios.py`, `lifecycles.py`) on the
+booted cluster, destroys it, and always tears everything down.
 
-Scenario: up (libvirt) → boot → create → idempotent re-create → balance → throughput → change a
-weight (update) → reboot → up again → scale out → scale in → [second stack] → delete →
-nothing else touched → destroy → nothing of the stack left in libvirt.
+up (libvirt) → boot → boot profile → user-owned rules → create → idempotent re-create →
+balance → throughput → change a weight (update) → reboot → up again → scale out → scale in →
+[second stack] → delete → nothing else touched → destroy → nothing of the stack left in libvirt.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import subprocess
@@ -32,19 +30,15 @@ from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
-from .lifecycles import Converged, ScaleIn, ScaleOut, SecondStack, UpAgain
+from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
 from .plan import Plan, record_plan, stack_config, stack_name
 from .progress import Progress
-from .topology import CommandChange, LabCommand, Topology, command_changes, read_topology
+from .scenarios import Balance, Create, CreateAgain, DeleteRestores, DrainOne, RebootFault, Throughput, UserOwnedRules
+from .topology import CommandChange, LabCommand, Topology, read_topology
 
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
-THROUGHPUT_REQUESTS = 200
-DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999)
-# A service and a NAT rule "the user owns" on the director: no Command may touch them.
-USER_IPVS_SERVICE = "-t 127.0.0.1:9"
 PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
-USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
 BOOT_PROFILE_SCRIPT = (
     "systemd-analyze time --no-pager; echo '--- blame'; systemd-analyze blame --no-pager | head -n 10; "
     "echo '--- cloud-init'; cloud-init analyze blame 2>/dev/null | head -n 12"
@@ -357,15 +351,14 @@ class Scenario:
         ipvs, _, nat = result.stdout.partition("---\n")
         return {"ipvs": ipvs, "nat": nat}
 
-    def send_requests(
-        self, cluster: LabCluster, plan: Plan, topology: Topology, url: str, count: int, *, local_ports: str | None = None
-    ) -> list[str]:
-        client = next((name for name, node in plan.outputs["nodes"].items() if node["role"] == "client"), None)
+    def send_requests(self, cluster: LabCluster, state: Converged, url: str, count: int, *, local_ports: str | None = None) -> list[str]:
+        """`count` sequential requests to `url` from the stack's client (else from the namespace)."""
+        client = next((name for name, node in state.plan.outputs["nodes"].items() if node["role"] == "client"), None)
         timeout = min(count * 10, 900) + 60
         loop = request_loop(url, count, local_ports=local_ports)
         with self.activity(f"{count} requests to {url}"):
             if client is not None:
-                ready = topology.command(f"{client}-ready")
+                ready = state.topology.command(f"{client}-ready")
                 result = cluster.ssh(ready.host, ready.user, loop, timeout=timeout)
             else:
                 result = cluster.in_namespace(["sh", "-c", loop], timeout=timeout)
@@ -432,8 +425,6 @@ class Scenario:
 
     def exercise(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
         report = self.report
-        director = topology.command(f"{settings.director.name}-ready")
-        url = plan.outputs["vipUrl"]
         with self.step("define (libvirt)"):
             changes = cluster.start()
             report.substitutions += [
@@ -455,61 +446,10 @@ class Scenario:
             self.check_libvirt_objects(cluster)
         with self.step("boot profile"):
             report.boot_profile = self.boot_profile(cluster, plan, topology)
-        with self.step("user-owned rules"):
-            owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
-            added = cluster.ssh(director.host, director.user, owned)
-            if added.returncode != 0:
-                raise StepFailedError(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
-            before = self.director_state(cluster, director)
-        with self.step("create"):
-            for command in topology.commands:
-                self.apply(cluster, command, "create")
-            report.timings["rules_applied_s"] = round(time.monotonic() - self.started, 1)
-            report.ipvs_table_after_create = self.record(cluster.run_command(topology.command("ipvs-table"), "create")).stdout
-            created = self.director_state(cluster, director)
-            saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
-            self.current_topology = topology
-            self.current = Converged(config, plan, topology)
-            report.check("ipvsadm table lists the service", f"{settings.vip}:{settings.service.port}" in report.ipvs_table_after_create)
-            report.check("rules saved for reboot", f"{settings.vip}:{settings.service.port}" in saved and "SNAT" in saved)
-        with self.step("create again (idempotent)"):
-            for command in topology.commands:
-                self.apply(cluster, command, "create")
-            report.check("second create leaves the same tables", self.director_state(cluster, director) == created)
-        with self.step("balance"):
-            probe = self.send_requests(cluster, plan, topology, url, 1)
-            if probe and probe[0].startswith("200 "):
-                report.timings["first_balanced_answer_s"] = round(time.monotonic() - self.started, 1)
-            lines = self.send_requests(cluster, plan, topology, url, self.requests)
-            distribution = judge(settings, lines, self.requests)
-            report.distributions["after_create"] = asdict(distribution)
-            self.show("distribution", ("after create", distribution))
-            report.check(f"distribution ({distribution.scheduler})", distribution.ok, str(distribution.counts))
-        with self.step("throughput"):
-            self.measure_throughput(cluster, plan, topology, settings, url)
-        with self.step("update a weight"):
-            self.update_weight(cluster, plan, topology, config, settings)
-        with self.step("fault: reboot the director and a web node"):
-            self.reboot(cluster, plan, topology, settings)
-        state = self.current
-        for lifecycle in (UpAgain(), ScaleOut()):
-            with self.step(lifecycle.name):
-                state = lifecycle.run(self, cluster, state)
-        with self.step(ScaleIn.name):
-            self.current = state = ScaleIn(before=self.current).run(self, cluster, state)
-            self.current_topology = state.topology
-        if self.second_stack:
-            with self.step(SecondStack.name):
-                SecondStack(self.second_stack).run(self, cluster, state)
-        with self.step("delete"):
-            current = self.current_topology
-            for command in reversed(current.commands):
-                if command.delete:
-                    self.apply(cluster, command, "delete")
-            after = self.director_state(cluster, director)
-            report.director_after_delete = after
-            report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
-            report.check("user-owned rules untouched", "owned-by-the-user" in after["nat"] and "127.0.0.1:9" in after["ipvs"])
+        state = Converged(config, plan, topology)
+        for unit in self.units():
+            with self.step(unit.name):
+                state = unit.run(self, cluster, state)
         with self.step("destroy (libvirt)"):
             changes, report.left_after_destroy = cluster.destroy()
             report.libvirt_changes["destroy"] = [asdict(change) for change in changes]
@@ -517,6 +457,40 @@ class Scenario:
             report.check(
                 "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
             )
+
+    def units(self) -> list[Lifecycle]:
+        """What runs on the booted cluster, in order (scenarios.py, lifecycles.py)."""
+        scale_out = ScaleOut()
+        second = [SecondStack(self.second_stack)] if self.second_stack else []
+        return [
+            UserOwnedRules(),
+            Create(),
+            CreateAgain(),
+            Balance(),
+            Throughput(),
+            DrainOne(),
+            RebootFault(),
+            UpAgain(),
+            scale_out,
+            ScaleIn(scale_out),
+            *second,
+            DeleteRestores(),
+        ]
+
+    # ------------------------------------------------------------ for the units
+
+    director_before: dict[str, str]
+    director_created: dict[str, str]
+
+    def director_of(self, state: Converged) -> LabCommand:
+        return state.topology.command(f"{self.settings_of(state.config).director.name}-ready")
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+    @staticmethod
+    def failure(message: str) -> StepFailedError:
+        return StepFailedError(message)
 
     def activity(self, label: str) -> contextlib.AbstractContextManager[None]:
         return self.progress.activity(label) if self.progress is not None else contextlib.nullcontext()
@@ -594,13 +568,14 @@ class Scenario:
             if change.action == "update" and change.new:
                 self.apply(cluster, change.new, "update")
 
-    def check_distribution(self, cluster: LabCluster, state: Converged, title: str) -> None:
+    def check_distribution(self, cluster: LabCluster, state: Converged, title: str, *, key: str = "", check: str = "") -> None:
+        """Requests to the VIP, judged against the scheduler of the stack as it stands."""
         settings = self.settings_of(state.config)
-        lines = self.send_requests(cluster, state.plan, state.topology, state.plan.outputs["vipUrl"], self.requests)
+        lines = self.send_requests(cluster, state, state.plan.outputs["vipUrl"], self.requests)
         distribution = judge(settings, lines, self.requests)
-        self.report.distributions[title.replace(" ", "_")] = asdict(distribution)
+        self.report.distributions[key or title.replace(" ", "_")] = asdict(distribution)
         self.show("distribution", (title, distribution))
-        self.report.check(f"distribution {title}", distribution.ok, str(distribution.counts))
+        self.report.check(check or f"distribution {title}", distribution.ok, str(distribution.counts))
 
     def background_requests(self, cluster: LabCluster, state: Converged, *, count: int, interval: float) -> subprocess.Popen[bytes]:
         """A bounded request loop against the VIP that runs while the caller changes things."""
@@ -633,97 +608,6 @@ class Scenario:
             )
             datasource = cluster.guests[guest.name].datasource or ""
             self.report.check(f"{guest.name}: cloud-init found its NoCloud disk", datasource.startswith("DataSourceNoCloud"), datasource)
-
-    def reboot(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings) -> None:
-        """The rules and the NFS docroot must come back by themselves: the director restores
-        its saved IPVS and iptables rules, the web node remounts its export."""
-        director = topology.command(f"{settings.director.name}-ready")
-        web = settings.web_servers[-1]  # the first one was drained by the weight change
-        before = self.director_state(cluster, director)
-        nodes = [
-            (director, settings.domain_name(settings.director.name)),
-            (topology.command(f"{web.name}-ready"), settings.domain_name(web.name)),
-        ]
-        offsets = {domain: cluster.guests[domain].console_offset() for _, domain in nodes}
-        for ready, _ in nodes:
-            cluster.ssh(ready.host, ready.user, "sudo -n systemctl reboot", timeout=60)  # the session may drop: no status to read
-        for _, domain in nodes:
-            cluster.guests[domain].wait_cloud_init_done(timeout=BOOT_TIMEOUT_SECONDS, since=offsets[domain])
-        after = self.director_state(cluster, director)
-        self.report.check("director reboot restores the IPVS and SNAT rules", after == before, f"after reboot: {after}")
-        mounted = cluster.ssh(nodes[1][0].host, nodes[1][0].user, "ls /var/www/html >/dev/null; grep ' /var/www/html nfs' /proc/mounts")
-        self.report.check(f"{web.name} remounts its NFS docroot after a reboot", mounted.returncode == 0, mounted.stdout.strip())
-        settings_now = self.current_settings
-        lines = self.send_requests(cluster, plan, self.current_topology, plan.outputs["vipUrl"], self.requests)
-        distribution = judge(settings_now, lines, self.requests)
-        self.report.distributions["after_reboot"] = asdict(distribution)
-        self.show("distribution", ("after the reboots", distribution))
-        self.report.check("distribution after the reboots", distribution.ok, str(distribution.counts))
-
-    def measure_throughput(self, cluster: LabCluster, plan: Plan, topology: Topology, settings: ClusterSettings, url: str) -> None:
-        web = settings.web_servers[0]
-        direct = f"http://{web.ip}:{settings.service.port}/"
-        rates: dict[str, dict[str, Any]] = {}
-        # The director keeps a NAT entry for every VIP connection (TIME_WAIT: 2 min) and
-        # rewrites any reply that matches one: a direct request from a client port that just
-        # talked to the VIP gets the VIP's answer and times out (seen here, 1 in 200). The
-        # direct requests use ports outside the ephemeral range the VIP requests come from.
-        for label, target, ports in (("vip", url, None), ("direct", direct, DIRECT_LOCAL_PORTS)):
-            lines = self.send_requests(cluster, plan, topology, target, THROUGHPUT_REQUESTS, local_ports=ports)
-            seconds = sum(float(line.split()[1]) for line in lines if line.startswith("200 "))
-            ok = sum(1 for line in lines if line.startswith("200 "))
-            rates[label] = {
-                "requests": ok,
-                "seconds": round(seconds, 3),
-                "per_second": round(ok / seconds, 1) if seconds else 0.0,
-                "lines": len(lines),
-                "failures": [line for line in lines if not line.startswith("200 ")][:10],
-            }
-        ratio = rates["vip"]["per_second"] / rates["direct"]["per_second"] if rates["direct"]["per_second"] else math.nan
-        self.report.throughput = {**rates, "direct_target": direct, "vip_over_direct": round(ratio, 3)}
-        self.show("throughput", self.report.throughput)
-        self.report.check(
-            "throughput: every request answered",
-            rates["vip"]["requests"] == rates["direct"]["requests"] == THROUGHPUT_REQUESTS,
-            str({label: rate["failures"] or rate["lines"] for label, rate in rates.items()}),
-        )
-
-    current_topology: Topology
-    current_settings: ClusterSettings
-    current: Converged
-    config: dict[str, Any]
-
-    def update_weight(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
-        """Drains the first web server (weight 0) through the program, applies the changed
-        Commands as `pulumi up` would, and checks the new distribution."""
-        changed = {**config, "lvs:webServers": [dict(web) for web in config["lvs:webServers"]]}
-        changed["lvs:webServers"][0]["weight"] = 0
-        new_settings = model(changed, self.stack)
-        new_plan = record_plan(changed, stack=self.stack)
-        new_topology = read_topology(new_plan)
-        changes = command_changes(topology, new_topology)
-        drained = settings.web_servers[0].name
-        self.report.check("a weight change touches no VM", new_topology.guests == topology.guests)
-        self.report.check(
-            "a weight change updates one real server in place",
-            {(c.name, c.action) for c in changes} == {(f"ipvs-real-server-{drained}", "update"), ("ipvs-table", "replace")},
-            str([(c.name, c.action) for c in changes]),
-        )
-        for change in changes:
-            if change.action in ("delete", "replace") and change.old and change.old.delete:
-                self.apply(cluster, change.old, "delete")
-            if change.action in ("create", "replace") and change.new:
-                self.apply(cluster, change.new, "create")
-            if change.action == "update" and change.new:
-                self.apply(cluster, change.new, "update")
-        self.current_topology = new_topology
-        self.current_settings = new_settings
-        self.current = Converged(changed, new_plan, new_topology)
-        lines = self.send_requests(cluster, plan, new_topology, plan.outputs["vipUrl"], self.requests)
-        distribution = judge(new_settings, lines, self.requests)
-        self.report.distributions["after_update"] = asdict(distribution)
-        self.show("distribution", ("after weight change", distribution))
-        self.report.check("distribution after the weight change", distribution.ok, str(distribution.counts))
 
 
 def verify(

@@ -1,0 +1,190 @@
+"""The scenario units `lab verify` runs on a booted cluster, in order, each one idea: it takes
+the stack as last applied (`Converged`), makes one change or side effect, verifies it, and
+returns the stack as it now stands. The lifecycles of a stack file (`lifecycles.py`) are units
+of the same shape; faults and lifecycles arrive as new units, not as steps inside another.
+
+- `UserOwnedRules`: an IPVS service and a NAT rule the user owns on the director (nothing of
+  the program may touch them); the director's tables before any Command.
+- `Create`: every Command's `create` in dependency order; the table lists the service and the
+  rules are saved for a reboot.
+- `CreateAgain`: the same again leaves the same tables (the scripts are idempotent).
+- `Balance`: requests from the client to the VIP, counted per web node, against the scheduler.
+- `Throughput`: sequential requests through the VIP and straight to a real server.
+- `DrainOne`: weight 0 for the first web node through the program: one Command updated in
+  place, no VM touched, the new distribution.
+- `RebootFault`: the director and a web node reboot; the rules and the NFS docroot come back.
+- `DeleteRestores`: every `delete`, in reverse order, restores the director's tables exactly,
+  the user's rules included.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+from .lifecycles import Converged, changed
+from .topology import command_changes
+
+if TYPE_CHECKING:
+    from .cluster import LabCluster
+    from .verify import Scenario
+
+# A service and a NAT rule "the user owns" on the director: no Command may touch them.
+USER_IPVS_SERVICE = "-t 127.0.0.1:9"
+USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
+THROUGHPUT_REQUESTS = 200
+DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999)
+
+
+class UserOwnedRules:
+    name = "user-owned rules"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        director = run.director_of(state)
+        owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
+        added = cluster.ssh(director.host, director.user, owned)
+        if added.returncode != 0:
+            raise run.failure(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
+        run.director_before = run.director_state(cluster, director)
+        return state
+
+
+class Create:
+    name = "create"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        settings = run.settings_of(state.config)
+        director = run.director_of(state)
+        for command in state.topology.commands:
+            run.apply(cluster, command, "create")
+        run.report.timings["rules_applied_s"] = run.elapsed()
+        table = run.record(cluster.run_command(state.topology.command("ipvs-table"), "create")).stdout
+        run.report.ipvs_table_after_create = table
+        run.director_created = run.director_state(cluster, director)
+        saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
+        service = f"{settings.vip}:{settings.service.port}"
+        run.report.check("ipvsadm table lists the service", service in table)
+        run.report.check("rules saved for reboot", service in saved and "SNAT" in saved)
+        return state
+
+
+class CreateAgain:
+    name = "create again (idempotent)"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        for command in state.topology.commands:
+            run.apply(cluster, command, "create")
+        again = run.director_state(cluster, run.director_of(state))
+        run.report.check("second create leaves the same tables", again == run.director_created)
+        return state
+
+
+class Balance:
+    name = "balance"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        probe = run.send_requests(cluster, state, state.plan.outputs["vipUrl"], 1)
+        if probe and probe[0].startswith("200 "):
+            run.report.timings["first_balanced_answer_s"] = run.elapsed()
+        scheduler = run.settings_of(state.config).service.scheduler
+        run.check_distribution(cluster, state, "after create", key="after_create", check=f"distribution ({scheduler})")
+        return state
+
+
+class Throughput:
+    name = "throughput"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        settings = run.settings_of(state.config)
+        direct = f"http://{settings.web_servers[0].ip}:{settings.service.port}/"
+        rates: dict[str, dict[str, Any]] = {}
+        # The director keeps a NAT entry for every VIP connection (TIME_WAIT: 2 min) and
+        # rewrites any reply that matches one: a direct request from a client port that just
+        # talked to the VIP gets the VIP's answer and times out (seen here, 1 in 200). The
+        # direct requests use ports outside the ephemeral range the VIP requests come from.
+        for label, target, ports in (("vip", state.plan.outputs["vipUrl"], None), ("direct", direct, DIRECT_LOCAL_PORTS)):
+            lines = run.send_requests(cluster, state, target, THROUGHPUT_REQUESTS, local_ports=ports)
+            seconds = sum(float(line.split()[1]) for line in lines if line.startswith("200 "))
+            answered = sum(1 for line in lines if line.startswith("200 "))
+            rates[label] = {
+                "requests": answered,
+                "seconds": round(seconds, 3),
+                "per_second": round(answered / seconds, 1) if seconds else 0.0,
+                "lines": len(lines),
+                "failures": [line for line in lines if not line.startswith("200 ")][:10],
+            }
+        ratio = rates["vip"]["per_second"] / rates["direct"]["per_second"] if rates["direct"]["per_second"] else math.nan
+        run.report.throughput = {**rates, "direct_target": direct, "vip_over_direct": round(ratio, 3)}
+        run.show("throughput", run.report.throughput)
+        run.report.check(
+            "throughput: every request answered",
+            rates["vip"]["requests"] == rates["direct"]["requests"] == THROUGHPUT_REQUESTS,
+            str({label: rate["failures"] or rate["lines"] for label, rate in rates.items()}),
+        )
+        return state
+
+
+class DrainOne:
+    name = "update a weight"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        """Drains the first web server (weight 0) through the program, applies the changed
+        Commands as `pulumi up` would, and checks the new distribution."""
+        config = copy.deepcopy(state.config)
+        config["lvs:webServers"][0]["weight"] = 0
+        drained = changed(run, config)
+        changes = command_changes(state.topology, drained.topology)
+        name = config["lvs:webServers"][0]["name"]
+        run.report.check("a weight change touches no VM", drained.topology.guests == state.topology.guests)
+        run.report.check(
+            "a weight change updates one real server in place",
+            {(c.name, c.action) for c in changes} == {(f"ipvs-real-server-{name}", "update"), ("ipvs-table", "replace")},
+            str([(c.name, c.action) for c in changes]),
+        )
+        run.apply_changes(cluster, changes, drained.topology)
+        run.check_distribution(cluster, drained, "after weight change", key="after_update", check="distribution after the weight change")
+        return drained
+
+
+class RebootFault:
+    name = "fault: reboot the director and a web node"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        """The rules and the NFS docroot must come back by themselves: the director restores
+        its saved IPVS and iptables rules, the web node remounts its export."""
+        settings = run.settings_of(state.config)
+        director = run.director_of(state)
+        web = settings.web_servers[-1]  # the first one was drained by the weight change
+        before = run.director_state(cluster, director)
+        nodes = [
+            (director, settings.domain_name(settings.director.name)),
+            (state.topology.command(f"{web.name}-ready"), settings.domain_name(web.name)),
+        ]
+        offsets = {domain: cluster.guests[domain].console_offset() for _, domain in nodes}
+        for ready, _ in nodes:
+            cluster.ssh(ready.host, ready.user, "sudo -n systemctl reboot", timeout=60)  # the session may drop: no status to read
+        for _, domain in nodes:
+            cluster.guests[domain].wait_cloud_init_done(timeout=run.boot_timeout, since=offsets[domain])
+        after = run.director_state(cluster, director)
+        run.report.check("director reboot restores the IPVS and SNAT rules", after == before, f"after reboot: {after}")
+        web_ready = nodes[1][0]
+        mounted = cluster.ssh(web_ready.host, web_ready.user, "ls /var/www/html >/dev/null; grep ' /var/www/html nfs' /proc/mounts")
+        run.report.check(f"{web.name} remounts its NFS docroot after a reboot", mounted.returncode == 0, mounted.stdout.strip())
+        run.check_distribution(cluster, state, "after the reboots", key="after_reboot", check="distribution after the reboots")
+        return state
+
+
+class DeleteRestores:
+    name = "delete"
+
+    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+        for command in reversed(state.topology.commands):
+            if command.delete:
+                run.apply(cluster, command, "delete")
+        after = run.director_state(cluster, run.director_of(state))
+        run.report.director_after_delete = after
+        before = run.director_before
+        run.report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
+        run.report.check("user-owned rules untouched", "owned-by-the-user" in after["nat"] and "127.0.0.1:9" in after["ipvs"])
+        return state
