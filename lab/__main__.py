@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,11 @@ def show_distribution(title: str, distribution: Distribution, verbose: bool) -> 
 
 
 def command_verify(args: argparse.Namespace) -> int:
+    for option, path in (("--json", args.json), ("--html", args.html)):
+        # Before the run, not after ten minutes of it: the report's directory must be there.
+        if path and not writable(Path(path)):
+            print(f"lab verify: {option} {path}: cannot write there", file=sys.stderr)
+            return 2
     report_leftovers()
     with progress:
         report = verify(
@@ -119,6 +125,15 @@ def command_verify(args: argparse.Namespace) -> int:
         out(f"HTML report written to {args.html}")
     out("[bold green]lab verify: all checks held[/bold green]" if report.ok else "[bold red]lab verify: FAILED[/bold red]")
     return 0 if report.ok else 1
+
+
+def writable(path: Path) -> bool:
+    """Makes the file's directory if needed; can a file be created there?"""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path.parent, os.W_OK) and not path.is_dir()
 
 
 def command_up(args: argparse.Namespace) -> int:
