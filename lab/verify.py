@@ -498,6 +498,9 @@ class Scenario:
     def record_boots(self, cluster: LabCluster) -> float:
         """Puts each guest's boot on the timeline; returns the seconds from the first domain's
         start to the last guest's cloud-init done."""
+        if self.progress is not None:
+            # Its thread polls once a second: the last guest's "done" may not be seen yet.
+            self.progress.poll()
         spans = []
         for name, guest in cluster.guests.items():
             if guest.started_at is None or guest.boot_seconds is None:
