@@ -69,7 +69,6 @@ class LabCluster:
         self.ssh_key = ssh_key
         self.log = log
         self.ns = Namespace(namespace, log=log)
-        self.accel = accel
         self.progress = progress
         # Under software emulation the daemon must not see a /dev/kvm that hangs (libvirtd.py).
         self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log, hide_kvm=accel.name != "kvm")

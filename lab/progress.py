@@ -59,7 +59,6 @@ class WatchedGuest:
     started: float
     since: int = 0  # console bytes before this boot (a rebooted guest's log goes on)
     stage: str = NOT_STARTED
-    stage_since: float = 0.0
     done_at: float | None = None
     stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds after start
 
@@ -112,7 +111,7 @@ class Progress:
                 since = console_log.stat().st_size
             except FileNotFoundError:
                 since = 0
-            self.guests[name] = WatchedGuest(name, console_log, now, since=since, stage_since=now)
+            self.guests[name] = WatchedGuest(name, console_log, now, since=since)
 
     def forget_guest(self, name: str) -> None:
         with self._lock:
@@ -148,7 +147,7 @@ class Progress:
                 # Stages passed between two polls were seen now too.
                 for name in STAGE_NAMES[STAGE_NAMES.index(guest.stage) + 1 : STAGE_NAMES.index(stage) + 1]:
                     guest.stages[name] = round(now - guest.started, 1)
-                guest.stage, guest.stage_since = stage, now
+                guest.stage = stage
                 if stage == "done":
                     guest.done_at = now
                 if not self.live:

@@ -19,17 +19,12 @@ from markupsafe import Markup
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
+from .progress import STAGE_NAMES
+
 TEMPLATE_DIR = Path(__file__).resolve().parent
-STAGE_COLOURS = {
-    "firmware": "#d9d9d9",
-    "kernel": "#9ecae1",
-    "initramfs": "#6baed6",
-    "systemd": "#4292c6",
-    "cloud-init local": "#fdae6b",
-    "cloud-init network": "#fd8d3c",
-    "cloud-init config": "#e6550d",
-    "cloud-init final": "#a63603",
-}
+# A colour per boot stage (lab/progress.py), light to dark as the boot goes on; "done" ends the bar.
+_STAGE_PALETTE = ("#d9d9d9", "#9ecae1", "#6baed6", "#4292c6", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603")
+STAGE_COLOURS = dict(zip(STAGE_NAMES[:-1], _STAGE_PALETTE, strict=True))
 
 
 def _svg(figure: Figure) -> Markup:

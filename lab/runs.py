@@ -56,10 +56,6 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Stopped(signum)
 
 
-def stop_requested() -> int | None:
-    return _stop_requested
-
-
 def raise_if_stopped() -> None:
     """A checkpoint: a Stopped that a library swallowed or wrapped (an asyncio task keeps it
     as its result, Python 3.11 wraps it in RuntimeError inside `__set_name__`) still stops

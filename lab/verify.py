@@ -145,9 +145,15 @@ def substitute(
     config["libvirt:uri"] = libvirt_uri
     declared_type = str(config.get("lvs:domainType", "kvm"))
     if declared_type == "kvm" and accel.name != "kvm":
-        config["lvs:domainType"] = "qemu"
+        config["lvs:domainType"] = accel.domain_type
         substitutions.insert(
-            1, {"what": "lvs:domainType", "declared": declared_type, "lab": "qemu", "reason": f"software emulation (tcg): {accel.reason}"}
+            1,
+            {
+                "what": "lvs:domainType",
+                "declared": declared_type,
+                "lab": accel.domain_type,
+                "reason": f"software emulation (tcg): {accel.reason}",
+            },
         )
     config["lvs:image"] = {**image_settings, "source": str(image)}
     pool_path = image_settings.get("poolPath")
@@ -198,7 +204,7 @@ def keep_consoles(workdir: Path, cache_dir: Path, namespace: str) -> str | None:
 
 def domain_substitutions(domain_type: str) -> list[dict[str, str]]:
     """What the lab adds to every domain the program declares (lab/cluster.py, lab/translation.py)."""
-    return [change for change in _DOMAIN_SUBSTITUTIONS if domain_type == "qemu" or "tb-cache" not in change["what"]]
+    return [*_DOMAIN_SUBSTITUTIONS, *(_TCG_DOMAIN_SUBSTITUTIONS if domain_type == "qemu" else [])]
 
 
 _DOMAIN_SUBSTITUTIONS = [
@@ -214,6 +220,8 @@ _DOMAIN_SUBSTITUTIONS = [
         "lab": "console copied to a file",
         "reason": "the lab watches boot progress and shows the console on failure",
     },
+]
+_TCG_DOMAIN_SUBSTITUTIONS = [
     {
         "what": "domain <features>: <tcg><tb-cache>",
         "declared": "(none)",
@@ -408,12 +416,10 @@ class Scenario:
                 progress=self.progress,
             ) as cluster:
                 self.exercise(cluster, plan, topology, config, settings)
-        except StepFailedError as failure:
-            report.check("scenario", False, str(failure))
-            report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
         except Exception as error:
             runs.raise_if_stopped()  # a stop that surfaced as another error is still a stop
-            report.check("scenario", False, f"{type(error).__name__}: {error}")
+            detail = str(error) if isinstance(error, StepFailedError) else f"{type(error).__name__}: {error}"
+            report.check("scenario", False, detail)
             report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
         finally:
             # Whatever the cluster's own teardown missed, the record names.
