@@ -123,6 +123,14 @@ MAX_PERSISTENCE = 86400 * 31
 # QEMU's i440fx "pc" machine, the one terraform-provider-libvirt v0.8.1 uses: max_cpus 255.
 MAX_VCPUS = 255
 
+HEALTH_CHECK_TYPES = ("http", "tcp")
+# A URL path keepalived's HTTP_GET requests as it is: RFC 3986 path characters without the
+# ones keepalived.conf or a shell would interpret (quotes, '#', '!', spaces, braces).
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/%:@&=+$,;-]*$")
+# keepalived.conf(5): virtual_router_id 0..255 (each pair uses it and the next for its two
+# instances); VRRPv2 adverts in whole seconds, 1..255.
+MAX_VIRTUAL_ROUTER_ID = 254
+
 
 class ConfigError(pulumi.RunError):
     """Bad stack configuration. Pulumi prints the message alone, without a stack trace."""
@@ -188,11 +196,46 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
-class DirectorSettings:
+class HealthCheckSettings:
+    """How keepalived checks each real server (`lvs:healthCheck`)."""
+
+    type: str  # http (HTTP_GET) or tcp (TCP_CHECK)
+    port: int  # the real servers' port it connects to
+    path: str  # http: the URL path requested
+    status: int  # http: the status code that means alive
+    interval: int  # seconds between checks (keepalived's delay_loop)
+    timeout: int  # seconds a check may take (connect_timeout)
+    retries: int  # failed checks before a real server is taken out (retry)
+
+
+@dataclass(frozen=True)
+class DirectorPeer:
+    """One director of a pair: its own addresses beside the floating ones."""
+
     name: str
     internal_ip: IPv4Address
     external_ip: IPv4Address
+
+
+@dataclass(frozen=True)
+class VrrpSettings:
+    """VRRP between the pair (`lvs:director.vrrp`): one sync group of two instances, the
+    external (the VIP) with `virtual_router_id` and the internal (the web nodes' gateway) with
+    the next id."""
+
+    virtual_router_id: int
+    advert_interval: int  # seconds (VRRPv2)
+    preempt: bool  # the first director takes the VIP back when it returns
+
+
+@dataclass(frozen=True)
+class DirectorSettings:
+    name: str
+    internal_ip: IPv4Address  # with a pair: the floating gateway address
+    external_ip: IPv4Address  # with a pair: the floating VIP
     size: MachineSize
+    pair: tuple[DirectorPeer, DirectorPeer] | None = None  # the first is preferred
+    vrrp: VrrpSettings | None = None  # set exactly when `pair` is
 
 
 @dataclass(frozen=True)
@@ -238,6 +281,12 @@ class ClusterSettings:
     ssh_private_key_password: Any = None
     # Legal values that are probably a mistake: one line each, naming the key and the value.
     warnings: tuple[str, ...] = ()
+    health_check: HealthCheckSettings | None = None
+
+    @property
+    def keepalived(self) -> bool:
+        """keepalived owns the IPVS table (health checks, a pair, or both); else ipvsadm does."""
+        return self.health_check is not None or self.director.pair is not None
 
     @property
     def vip(self) -> IPv4Address:
@@ -251,11 +300,11 @@ class ClusterSettings:
 
     def inventory(self) -> dict[str, dict[str, str]]:
         """Each node's role, libvirt domain and addresses, as the `nodes` stack output."""
+        directors = self.director.pair or (DirectorPeer(self.director.name, self.director.internal_ip, self.director.external_ip),)
         nodes = {
-            self.director.name: {
-                "role": "director",
-                "internalIp": str(self.director.internal_ip),
-                "externalIp": str(self.director.external_ip),
+            **{
+                director.name: {"role": "director", "internalIp": str(director.internal_ip), "externalIp": str(director.external_ip)}
+                for director in directors
             },
             self.nfs.name: {"role": "nfs", "internalIp": str(self.nfs.ip)},
             **{web.name: {"role": "web", "internalIp": str(web.ip)} for web in self.web_servers},
@@ -316,6 +365,14 @@ class _Section:
         if not lo <= value <= hi:
             raise ConfigError(f"{self.path(name)}: {value} is out of range {lo}..{hi}")
         return int(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._get(name, default)
+        if not isinstance(value, bool):
+            if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            raise ConfigError(f"{self.path(name)}: {value!r} is not true or false")
+        return value
 
     def address(self, name: str, default: IPv4Address | None = None) -> IPv4Address:
         value = self._get(name, _REQUIRED if default is None else default, f"the default, {default}")
@@ -577,14 +634,8 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     if service.mode not in SUPPORTED_MODES:
         raise ConfigError(f"lvs:service.mode: {service.mode!r} is not yet supported (supported: {', '.join(SUPPORTED_MODES)})")
 
-    director_section = top.section("director")
-    director = DirectorSettings(
-        name=_hostname(director_section, default="director"),
-        internal_ip=director_section.address("internalIp"),
-        external_ip=director_section.address("externalIp"),
-        size=_size(director_section, "director"),
-    )
-    director_section.reject_unknown()
+    director = _director(top.section("director"))
+    health_check = _health_check(top, service)
 
     nfs_section = top.section("nfs")
     raw_exports = nfs_section._get("exports", _REQUIRED)
@@ -649,9 +700,12 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     top.reject_unknown()
 
     # Where each address must live, and that no two things share a name or an address.
+    peers = list(enumerate(director.pair or ()))
     placed = [
         ("lvs:director.internalIp", director.internal_ip, internal),
         ("lvs:director.externalIp", director.external_ip, external),
+        *[(f"lvs:director.pair[{i}].internalIp", peer.internal_ip, internal) for i, peer in peers],
+        *[(f"lvs:director.pair[{i}].externalIp", peer.external_ip, external) for i, peer in peers],
         ("lvs:nfs.ip", nfs.ip, internal),
         *[(f"lvs:webServers[{i}].ip", web.ip, internal) for i, web in enumerate(web_servers)],
         *([("lvs:client.ip", client.ip, external)] if client else []),
@@ -664,8 +718,9 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
                 f"(lvs:networks.{network.role}.hostIp); choose another address or set hostIp"
             )
     _unique([(key, address) for key, address, _ in placed], "address")
+    director_names = [(f"lvs:director.pair[{i}].name", peer.name) for i, peer in peers] or [("lvs:director.name", director.name)]
     names = [
-        ("lvs:director.name", director.name),
+        *director_names,
         ("lvs:nfs.name", nfs.name),
         *[(f"lvs:webServers[{i}].name", web.name) for i, web in enumerate(web_servers)],
         *([("lvs:client.name", client.name)] if client else []),
@@ -689,7 +744,73 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
         client=client,
         ssh_private_key_password=ssh_private_key_password,
         warnings=tuple(warnings),
+        health_check=health_check,
     )
+
+
+def _director(section: _Section) -> DirectorSettings:
+    """`lvs:director`: one director, or a pair behind floating addresses (`pair`, `vrrp`)."""
+    internal_ip = section.address("internalIp")
+    external_ip = section.address("externalIp")
+    size = _size(section, "director")
+    if section.raw.get("pair") is None:
+        section._seen.add("pair")
+        if "vrrp" in section.raw:
+            raise ConfigError(f"{section.path('vrrp')}: VRRP settings need a director pair (lvs:director.pair)")
+        name = _hostname(section, default="director")
+        section.reject_unknown()
+        return DirectorSettings(name, internal_ip, external_ip, size)
+    if "name" in section.raw:
+        raise ConfigError(
+            f"{section.path('name')}: {section.raw['name']!r} is not used with lvs:director.pair "
+            "(each director of the pair has its own name)"
+        )
+    entries = list(section.items("pair"))
+    if len(entries) != 2:
+        raise ConfigError(f"{section.path('pair')}: {len(entries)} directors given; a pair is exactly two")
+    peers = []
+    for entry in entries:
+        peers.append(DirectorPeer(_hostname(entry), entry.address("internalIp"), entry.address("externalIp")))
+        entry.reject_unknown()
+    vrrp_section = section.section("vrrp", {})
+    vrrp = VrrpSettings(
+        virtual_router_id=vrrp_section.integer("virtualRouterId", 51, lo=1, hi=MAX_VIRTUAL_ROUTER_ID),
+        advert_interval=vrrp_section.integer("advertInterval", 1, lo=1, hi=255),
+        preempt=vrrp_section.boolean("preempt", True),
+    )
+    vrrp_section.reject_unknown()
+    section.reject_unknown()
+    return DirectorSettings(peers[0].name, internal_ip, external_ip, size, pair=(peers[0], peers[1]), vrrp=vrrp)
+
+
+def _health_check(top: _Section, service: ServiceSettings) -> HealthCheckSettings | None:
+    """`lvs:healthCheck`: keepalived checks every real server and takes a dead one out."""
+    if top.raw.get("healthCheck") is None:
+        top._seen.add("healthCheck")
+        return None
+    section = top.section("healthCheck")
+    kind = _choice(section, "type", "http", HEALTH_CHECK_TYPES)
+    if kind == "tcp":
+        for http_only in ("path", "status"):
+            if http_only in section.raw:
+                raise ConfigError(f"{section.path(http_only)}: {section.raw[http_only]!r} applies to type http only, not tcp")
+    path = section.string("path", "/")
+    if not _URL_PATH.fullmatch(path) or len(path) > 1024:
+        raise ConfigError(
+            f"{section.path('path')}: {path!r} is not a plain URL path "
+            "(starts with '/'; letters, digits and ._~/%:@&=+$,;- only, at most 1024 characters)"
+        )
+    check = HealthCheckSettings(
+        type=kind,
+        port=section.integer("port", service.port, lo=1, hi=65535),
+        path=path,
+        status=section.integer("status", 200, lo=100, hi=599),
+        interval=section.integer("interval", 2, lo=1, hi=3600),
+        timeout=section.integer("timeout", 1, lo=1, hi=3600),
+        retries=section.integer("retries", 1, lo=0, hi=100),
+    )
+    section.reject_unknown()
+    return check
 
 
 def load_settings(config: pulumi.Config, *, stack: str) -> ClusterSettings:
