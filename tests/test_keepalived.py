@@ -1,0 +1,122 @@
+"""keepalived's configuration, rendered from the one model of the service and its real servers
+(issue 7, in progress: the Commands that write it and the lab's fault scenarios come next)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from components.keepalived import Backend, main_conf, real_server_conf, virtual_server_conf
+from tests.test_config_ha import ha_config, settings_of
+
+
+def rendered_main(config: dict[str, Any], index: int) -> str:
+    settings = settings_of(config)
+    return main_conf(settings.director, index, internal=settings.internal.cidr, external=settings.external.cidr)
+
+
+def block(text: str, header: str) -> str:
+    """The body of the first `header { … }` block (nested braces included)."""
+    start = text.index(header + " {") + len(header) + 2
+    depth, at = 1, start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[at], 0)
+        at += 1
+    return text[start : at - 1]
+
+
+def test_never_vrrp_strict() -> None:
+    for index in (0, 1):
+        assert "vrrp_strict" not in re.sub(r"#.*", "", rendered_main(ha_config(), index))
+
+
+def test_the_first_director_is_preferred_and_both_float_the_vip_and_the_gateway_together() -> None:
+    first, second = rendered_main(ha_config(), 0), rendered_main(ha_config(), 1)
+    for text, state, priority in ((first, "MASTER", 150), (second, "BACKUP", 100)):
+        assert "VI_EXTERNAL" in block(text, "vrrp_sync_group LVS") and "VI_INTERNAL" in block(text, "vrrp_sync_group LVS")
+        for instance in ("VI_EXTERNAL", "VI_INTERNAL"):
+            body = block(text, f"vrrp_instance {instance}")
+            assert f"state {state}" in body and f"priority {priority}" in body
+    assert "12.0.0.1/24 dev ext0" in block(first, "vrrp_instance VI_EXTERNAL")
+    assert "192.168.75.30/24 dev int0" in block(first, "vrrp_instance VI_INTERNAL")
+    assert "unicast_src_ip 12.0.0.3" in second and "192.168.75.31" in block(second, "vrrp_instance VI_INTERNAL")
+
+
+def test_connection_state_is_synchronised_on_the_internal_network() -> None:
+    assert "lvs_sync_daemon int0 VI_INTERNAL id 51" in block(rendered_main(ha_config(), 1), "global_defs")
+
+
+def test_without_preemption_both_start_as_backup() -> None:
+    config = ha_config()
+    config["lvs:director"]["vrrp"] = {"preempt": False}
+    for index in (0, 1):
+        text = rendered_main(config, index)
+        assert "state MASTER" not in text and text.count("nopreempt") == 2
+
+
+def test_the_router_ids_follow_the_knob() -> None:
+    config = ha_config()
+    config["lvs:director"]["vrrp"] = {"virtualRouterId": 200}
+    text = rendered_main(config, 0)
+    assert "virtual_router_id 200" in block(text, "vrrp_instance VI_EXTERNAL")
+    assert "virtual_router_id 201" in block(text, "vrrp_instance VI_INTERNAL")
+
+
+def test_a_single_director_with_health_checks_has_no_vrrp() -> None:
+    config = ha_config()
+    del config["lvs:director"]["pair"]
+    text = re.sub(r"#.*", "", rendered_main(config, 0))
+    assert "vrrp" not in text and "lvs_sync_daemon" not in text
+    assert "router_id director\n" in text
+
+
+def test_an_http_check_per_real_server() -> None:
+    settings = settings_of(ha_config())
+    web = settings.web_servers[1]
+    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 3), settings.health_check)
+    body = block(text, "real_server 192.168.75.60 80")
+    assert "weight 3" in body
+    check = block(body, "HTTP_GET")
+    assert "path /" in check and "status_code 200" in check
+    assert re.findall(r"(connect_port|connect_timeout|retry|delay_before_retry) (\d+)", check) == [
+        ("connect_port", "80"),
+        ("connect_timeout", "1"),
+        ("retry", "1"),
+        ("delay_before_retry", "2"),
+    ]
+
+
+def test_a_tcp_check() -> None:
+    config = ha_config()
+    config["lvs:healthCheck"] = {"type": "tcp", "port": 8080, "interval": 5, "timeout": 3, "retries": 2}
+    settings = settings_of(config)
+    web = settings.web_servers[0]
+    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 1), settings.health_check)
+    assert "HTTP_GET" not in text
+    assert "connect_port 8080" in block(text, "TCP_CHECK") and "retry 2" in block(text, "TCP_CHECK")
+
+
+def test_the_virtual_service_carries_the_scheduler_persistence_and_check_interval() -> None:
+    config = ha_config()
+    config["lvs:service"].update({"scheduler": "wrr", "persistence": 300})
+    settings = settings_of(config)
+    body = block(virtual_server_conf(settings.service, settings.vip, settings.health_check), "virtual_server 12.0.0.1 80")
+    assert re.findall(r"^\s+(\w+) (\S+)$", body, re.M) == [
+        ("delay_loop", "2"),
+        ("lb_algo", "wrr"),
+        ("lb_kind", "NAT"),
+        ("protocol", "TCP"),
+        ("persistence_timeout", "300"),
+        ("include", "/etc/keepalived/lvs-cluster/real-servers/*.conf"),
+    ]
+
+
+def test_a_pair_without_health_checks_lists_real_servers_without_a_checker() -> None:
+    config = ha_config()
+    del config["lvs:healthCheck"]
+    settings = settings_of(config)
+    web = settings.web_servers[0]
+    assert settings.health_check is None
+    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 1), None)
+    assert "CHECK" not in text and "HTTP_GET" not in text
+    assert "delay_loop" not in virtual_server_conf(settings.service, settings.vip, None)
