@@ -51,10 +51,10 @@ class _Instance:
     floating: str  # address/prefix
 
 
-def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, external: IPv4Network) -> str:
+def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, external: IPv4Network, config_dir: str = CONFIG_DIR) -> str:
     """/etc/keepalived/keepalived.conf of director `index` (0 for a single director)."""
     if director.pair is None:
-        return _ENV.get_template("keepalived-main.conf.j2").render(name=director.name, pair=False)
+        return _ENV.get_template("keepalived-main.conf.j2").render(name=director.name, pair=False, config_dir=config_dir)
     assert director.vrrp is not None
     me, peer = director.pair[index], director.pair[1 - index]
     vrrp = director.vrrp
@@ -86,11 +86,14 @@ def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, 
         instances=instances,
         state=state,
         priority=PREFERRED_PRIORITY if index == 0 else STANDBY_PRIORITY,
+        config_dir=config_dir,
     )
 
 
-def virtual_server_conf(service: ServiceSettings, vip: IPv4Address, check: HealthCheckSettings | None) -> str:
-    return _ENV.get_template("keepalived-virtual-server.conf.j2").render(service=service, vip=vip, check=check)
+def virtual_server_conf(
+    service: ServiceSettings, vip: IPv4Address, check: HealthCheckSettings | None, *, config_dir: str = CONFIG_DIR
+) -> str:
+    return _ENV.get_template("keepalived-virtual-server.conf.j2").render(service=service, vip=vip, check=check, config_dir=config_dir)
 
 
 def real_server_conf(service: ServiceSettings, vip: IPv4Address, backend: Backend, check: HealthCheckSettings | None) -> str:
