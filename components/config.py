@@ -284,6 +284,11 @@ class ClusterSettings:
     health_check: HealthCheckSettings | None = None
 
     @property
+    def directors(self) -> tuple[DirectorPeer, ...]:
+        """Every director VM: the pair, or the one director."""
+        return self.director.pair or (DirectorPeer(self.director.name, self.director.internal_ip, self.director.external_ip),)
+
+    @property
     def keepalived(self) -> bool:
         """keepalived owns the IPVS table (health checks, a pair, or both); else ipvsadm does."""
         return self.health_check is not None or self.director.pair is not None
@@ -300,11 +305,10 @@ class ClusterSettings:
 
     def inventory(self) -> dict[str, dict[str, str]]:
         """Each node's role, libvirt domain and addresses, as the `nodes` stack output."""
-        directors = self.director.pair or (DirectorPeer(self.director.name, self.director.internal_ip, self.director.external_ip),)
         nodes = {
             **{
                 director.name: {"role": "director", "internalIp": str(director.internal_ip), "externalIp": str(director.external_ip)}
-                for director in directors
+                for director in self.directors
             },
             self.nfs.name: {"role": "nfs", "internalIp": str(self.nfs.ip)},
             **{web.name: {"role": "web", "internalIp": str(web.ip)} for web in self.web_servers},

@@ -11,13 +11,19 @@ the config model (addresses, hostnames, numbers, a URL path of a plain alphabet)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import jinja2
+import pulumi
+from pulumi_command import remote
 
-from .config import EXTERNAL_NIC, INTERNAL_NIC, DirectorSettings, HealthCheckSettings, ServiceSettings
+from . import remote as remote_access
+from .config import EXTERNAL_NIC, INTERNAL_NIC, ClusterSettings, DirectorPeer, DirectorSettings, HealthCheckSettings, ServiceSettings
+from .remote import as_root, script_options
+from .snat import SnatRule
 
 CONFIG_DIR = "/etc/keepalived/lvs-cluster"
 MAIN_FILE = "/etc/keepalived/keepalived.conf"
@@ -98,3 +104,188 @@ def virtual_server_conf(
 
 def real_server_conf(service: ServiceSettings, vip: IPv4Address, backend: Backend, check: HealthCheckSettings | None) -> str:
     return _ENV.get_template("keepalived-real-server.conf.j2").render(service=service, vip=vip, backend=backend, check=check)
+
+
+# ---------------------------------------------------------------- the scripts the Commands run
+
+_FILE_END = "LVS_CLUSTER_FILE"
+MARKER = "# lvs-cluster: keepalived on "  # the main file's first line: ours to replace
+
+
+def _check_and_load(path: str) -> str:
+    """After `path` changed (its previous text in `path.previous`, or none): `keepalived -t`
+    on the whole configuration; if it fails, the previous text comes back and nothing is
+    loaded. Then a reload (or the first start). Any warning fails: on a director the
+    interfaces it names exist."""
+    return (
+        f"if ! keepalived -t -f {MAIN_FILE}; then\n"
+        f'  echo "lvs-cluster: keepalived -t rejected {path}; the previous configuration stays" >&2\n'
+        f"  if [ -e {path}.previous ]; then mv {path}.previous {path}; else rm -f {path}; fi\n"
+        "  exit 1\n"
+        "fi\n"
+        f"rm -f {path}.previous\n"
+        "systemctl enable keepalived\n"
+        "if systemctl is-active --quiet keepalived; then systemctl reload keepalived; else systemctl start keepalived; fi\n"
+    )
+
+
+def install_script(path: str, text: str, what: str) -> str:
+    if _FILE_END in text.splitlines():
+        raise ValueError("text contains the here-document terminator")
+    directory = path.rsplit("/", 1)[0]
+    return as_root(
+        f"# lvs-cluster: {what}\n"
+        f"mkdir -p {directory}\n"
+        f"if [ -e {path} ]; then cp -p {path} {path}.previous; fi\n"
+        f"cat > {path}.new <<'{_FILE_END}'\n{text.rstrip()}\n{_FILE_END}\n"
+        f"mv {path}.new {path}\n" + _check_and_load(path)
+    )
+
+
+def remove_script(path: str, what: str) -> str:
+    return as_root(
+        f"# lvs-cluster: remove {what} if present\n"
+        f"if [ -e {path} ]; then\n"
+        f"  mv {path} {path}.previous\n"
+        "fi\n"
+        f"if [ -e {path}.previous ] && [ -e {MAIN_FILE} ]; then\n" + _indent(_check_and_load(path)) + "fi\n"
+    )
+
+
+def install_main_script(text: str) -> str:
+    """The main file, never over one somebody else wrote."""
+    guard = (
+        f"if [ -s {MAIN_FILE} ] && ! head -n 1 {MAIN_FILE} | grep -qF '{MARKER}'; then\n"
+        f'  echo "lvs-cluster: {MAIN_FILE} was not written by lvs-cluster; left as it is" >&2\n'
+        "  exit 1\n"
+        "fi\n"
+    )
+    return guard_into(install_script(MAIN_FILE, text, "keepalived's main file"), guard)
+
+
+def remove_main_script() -> str:
+    return as_root(
+        "# lvs-cluster: stop keepalived and remove its main file, if it is ours\n"
+        f"if [ -e {MAIN_FILE} ] && head -n 1 {MAIN_FILE} | grep -qF '{MARKER}'; then\n"
+        "  systemctl disable --now keepalived\n"
+        f"  rm -f {MAIN_FILE}\n"
+        "fi\n"
+    )
+
+
+def guard_into(script: str, guard: str) -> str:
+    """`guard` runs first inside an `as_root` script."""
+    head, _, body = script.partition("\n")
+    return f"{head}\n{guard}{body}"
+
+
+def _indent(text: str) -> str:
+    return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+class KeepalivedDirector(pulumi.ComponentResource):
+    """keepalived's configuration on one director, as tracked Commands: the main file, the
+    virtual service, and one file per real server (a weight change updates that one file)."""
+
+    main: remote.Command
+    virtual_server: remote.Command
+    real_servers: dict[str, remote.Command]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        main_text: str,
+        service: ServiceSettings,
+        vip: IPv4Address,
+        check: HealthCheckSettings | None,
+        backends: Sequence[tuple[Backend, pulumi.Resource]],
+        connection: remote.ConnectionArgs,
+        director_ready: pulumi.Resource,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("lvs:keepalived:KeepalivedDirector", name, None, opts)
+        self.main = remote.Command(
+            f"{name}-main",
+            connection=connection,
+            create=install_main_script(main_text),
+            update=install_main_script(main_text),
+            delete=remove_main_script(),
+            opts=script_options(self, [director_ready]),
+        )
+        virtual_path = f"{CONFIG_DIR}/virtual-server.conf"
+        virtual_text = virtual_server_conf(service, vip, check)
+        self.virtual_server = remote.Command(
+            f"{name}-virtual-server",
+            connection=connection,
+            create=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
+            update=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
+            delete=remove_script(virtual_path, f"virtual service {vip}:{service.port}"),
+            opts=script_options(self, [self.main]),
+        )
+        self.real_servers = {}
+        for backend, ready in backends:
+            path = f"{CONFIG_DIR}/real-servers/{backend.name}.conf"
+            text = real_server_conf(service, vip, backend, check)
+            what = f"real server {backend.name} ({backend.ip}:{service.port}, weight {backend.weight})"
+            self.real_servers[backend.name] = remote.Command(
+                f"{name}-real-server-{backend.name}",
+                connection=connection,
+                create=install_script(path, text, what),
+                update=install_script(path, text, what),
+                delete=remove_script(path, f"real server {backend.name}"),
+                triggers=[path],
+                opts=script_options(self, [self.virtual_server, ready]),
+            )
+        self.register_outputs({"main": self.main.create})
+
+
+class KeepalivedDirectors(pulumi.ComponentResource):
+    """keepalived owns the IPVS table on every director (`lvs:healthCheck`, a pair, or both):
+    per director its configuration (`KeepalivedDirector`), the SNAT rule, and the live table
+    read back for the `ipvsTable` output."""
+
+    tables: dict[str, remote.Command]
+
+    def __init__(
+        self,
+        name: str,
+        settings: ClusterSettings,
+        *,
+        directors: Sequence[tuple[DirectorPeer, pulumi.Resource]],
+        backends: Sequence[tuple[Backend, pulumi.Resource]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("lvs:keepalived:KeepalivedDirectors", name, None, opts)
+        self.tables = {}
+        for index, (director, ready) in enumerate(directors):
+            connection = remote_access.connection(settings, director.internal_ip)
+            configured = KeepalivedDirector(
+                f"{name}-{director.name}",
+                main_text=main_conf(settings.director, index, internal=settings.internal.cidr, external=settings.external.cidr),
+                service=settings.service,
+                vip=settings.vip,
+                check=settings.health_check,
+                backends=backends,
+                connection=connection,
+                director_ready=ready,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            SnatRule(
+                f"snat-{director.name}",
+                source=settings.internal.cidr,
+                to_source=settings.vip,
+                stack=settings.stack,
+                connection=connection,
+                director_ready=ready,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            rules = [configured.main, configured.virtual_server, *configured.real_servers.values()]
+            self.tables[director.name] = remote.Command(
+                f"{name}-{director.name}-table",
+                connection=connection,
+                create="sudo -n ipvsadm -L -n",
+                triggers=[rule.create for rule in rules],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=rules),
+            )
+        self.register_outputs({"tables": {name: table.stdout for name, table in self.tables.items()}})
