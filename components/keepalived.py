@@ -153,12 +153,14 @@ def remove_script(path: str, what: str) -> str:
 
 
 def install_main_script(text: str) -> str:
-    """The main file, never over one somebody else wrote."""
+    """The main file, never over one somebody else wrote; the directories it includes from
+    (an include that matches no directory is a warning, and any warning fails the check)."""
     guard = (
         f"if [ -s {MAIN_FILE} ] && ! head -n 1 {MAIN_FILE} | grep -qF '{MARKER}'; then\n"
         f'  echo "lvs-cluster: {MAIN_FILE} was not written by lvs-cluster; left as it is" >&2\n'
         "  exit 1\n"
         "fi\n"
+        f"mkdir -p {CONFIG_DIR}/real-servers\n"
     )
     return guard_into(install_script(MAIN_FILE, text, "keepalived's main file"), guard)
 
@@ -213,16 +215,8 @@ class KeepalivedDirector(pulumi.ComponentResource):
             delete=remove_main_script(),
             opts=script_options(self, [director_ready]),
         )
-        virtual_path = f"{CONFIG_DIR}/virtual-server.conf"
-        virtual_text = virtual_server_conf(service, vip, check)
-        self.virtual_server = remote.Command(
-            f"{name}-virtual-server",
-            connection=connection,
-            create=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
-            update=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
-            delete=remove_script(virtual_path, f"virtual service {vip}:{service.port}"),
-            opts=script_options(self, [self.main]),
-        )
+        # The real servers first: keepalived -t warns (and the check fails) on a virtual service
+        # with no real server; without the virtual service's file nothing includes theirs yet.
         self.real_servers = {}
         for backend, ready in backends:
             path = f"{CONFIG_DIR}/real-servers/{backend.name}.conf"
@@ -235,8 +229,18 @@ class KeepalivedDirector(pulumi.ComponentResource):
                 update=install_script(path, text, what),
                 delete=remove_script(path, f"real server {backend.name}"),
                 triggers=[path],
-                opts=script_options(self, [self.virtual_server, ready]),
+                opts=script_options(self, [self.main, ready]),
             )
+        virtual_path = f"{CONFIG_DIR}/virtual-server.conf"
+        virtual_text = virtual_server_conf(service, vip, check)
+        self.virtual_server = remote.Command(
+            f"{name}-virtual-server",
+            connection=connection,
+            create=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
+            update=install_script(virtual_path, virtual_text, f"virtual service {vip}:{service.port}"),
+            delete=remove_script(virtual_path, f"virtual service {vip}:{service.port}"),
+            opts=script_options(self, [self.main, *self.real_servers.values()]),
+        )
         self.register_outputs({"main": self.main.create})
 
 
