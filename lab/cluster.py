@@ -237,6 +237,15 @@ class LabCluster:
     def ssh_argv(self, host: str, user: str, script: str) -> list[str]:
         return self._any_guest().ssh_command(script, host=host, user=user)
 
+    def power_off(self, domain_name: str) -> None:
+        """Pulls the plug: libvirt destroys the running domain (no shutdown inside the guest)."""
+        assert self.connection is not None
+        self.connection.lookupByName(domain_name).destroy()
+
+    def power_on(self, domain_name: str) -> None:
+        assert self.connection is not None
+        self.connection.lookupByName(domain_name).create()
+
     def domain_uuids(self) -> dict[str, str]:
         assert self.connection is not None
         return {guest.name: self.connection.lookupByName(guest.name).UUIDString() for guest in self.topology.guests}

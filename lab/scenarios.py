@@ -59,13 +59,19 @@ class Create:
         for command in state.topology.commands:
             run.apply(cluster, command, "create")
         run.report.timings["rules_applied_s"] = run.elapsed()
-        table = run.record(cluster.run_command(state.topology.command("ipvs-table"), "create")).stdout
+        table_name = f"keepalived-{settings.director.name}-table" if settings.keepalived else "ipvs-table"
+        table = run.record(cluster.run_command(state.topology.command(table_name), "create")).stdout
         run.report.ipvs_table_after_create = table
         run.director_created = run.director_state(cluster, director)
-        saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
         service = f"{settings.vip}:{settings.service.port}"
         run.report.check("ipvsadm table lists the service", service in table)
-        run.report.check("rules saved for reboot", service in saved and "SNAT" in saved)
+        if settings.keepalived:
+            # keepalived rebuilds its table at boot; only the SNAT rule is saved.
+            saved = cluster.ssh(director.host, director.user, "systemctl is-enabled keepalived; sudo -n cat /etc/iptables/rules.v4").stdout
+            run.report.check("keepalived enabled and SNAT saved for reboot", saved.startswith("enabled") and "SNAT" in saved)
+        else:
+            saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
+            run.report.check("rules saved for reboot", service in saved and "SNAT" in saved)
         return state
 
 

@@ -28,6 +28,7 @@ from components.config import ClusterSettings, parse_settings
 from . import runs
 from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
+from .faults import DirectorDown, RealServerDown
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
@@ -93,6 +94,8 @@ class Report:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     boot_profile: dict[str, dict[str, Any]] = field(default_factory=dict)
     consoles_kept: str | None = None
+    # Faults injected under load (faults.py): answers per backend, failures with their times.
+    faults: dict[str, Any] = field(default_factory=dict)
     ok: bool = False
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
@@ -468,6 +471,10 @@ class Scenario:
         """What runs on the booted cluster, in order (scenarios.py, lifecycles.py)."""
         scale_out = ScaleOut()
         second = [SecondStack(self.second_stack)] if self.second_stack else []
+        settings = self.settings_of(self.config)
+        if settings.keepalived:
+            pair = [DirectorDown()] if settings.director.pair else []
+            return [UserOwnedRules(), Create(), CreateAgain(), Balance(), Throughput(), RealServerDown(), *pair, DeleteRestores()]
         return [
             UserOwnedRules(),
             Create(),
