@@ -17,6 +17,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .lifecycles import Converged
+from .scenarios import add_user_rules
 
 if TYPE_CHECKING:
     from .cluster import LabCluster
@@ -140,6 +141,9 @@ class DirectorDown(_UnderLoad):
         )
         cluster.power_on(domain)  # a new QEMU: its console log starts over (append="off")
         cluster.guests[domain].wait_cloud_init_done(timeout=run.boot_timeout, since=0)
+        # The power cycle lost the runtime rules the lab added as "the user's" (the program's
+        # are restored: keepalived's by keepalived, SNAT by netfilter-persistent).
+        add_user_rules(run, cluster, run.director_of(state))
         if settings.director.vrrp and settings.director.vrrp.preempt:
             back = wait_until(lambda: holds_vip(first), f"{first.name} takes the VIP back")
             run.report.faults["directorDown"]["takenBackSeconds"] = back

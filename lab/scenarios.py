@@ -28,6 +28,7 @@ from .topology import command_changes
 
 if TYPE_CHECKING:
     from .cluster import LabCluster
+    from .topology import LabCommand
     from .verify import Scenario
 
 # A service and a NAT rule "the user owns" on the director: no Command may touch them.
@@ -42,12 +43,17 @@ class UserOwnedRules:
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
         director = run.director_of(state)
-        owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
-        added = cluster.ssh(director.host, director.user, owned)
-        if added.returncode != 0:
-            raise run.failure(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
+        add_user_rules(run, cluster, director)
         run.director_before = run.director_state(cluster, director)
         return state
+
+
+def add_user_rules(run: Scenario, cluster: LabCluster, director: LabCommand) -> None:
+    """Runtime rules, as a user adds them by hand: a power cycle loses them, as it would the user's."""
+    owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
+    added = cluster.ssh(director.host, director.user, owned)
+    if added.returncode != 0:
+        raise run.failure(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
 
 
 class Create:
