@@ -19,6 +19,10 @@ from .config import ClusterSettings
 DIAL_ERROR_LIMIT = 120
 PER_DIAL_TIMEOUT_SECONDS = 10
 _HEREDOC_END = "LVS_CLUSTER_SCRIPT"
+# Pulumi runs independent Commands at once: two on one node would interleave their saves of
+# the same rules file (ipvsadm-save, netfilter-persistent) or their keepalived reloads.
+LOCK_FILE = "/run/lock/lvs-cluster.lock"
+LOCK_WAIT_SECONDS = 600
 
 
 def connection(settings: ClusterSettings, host: IPv4Address) -> remote.ConnectionArgs:
@@ -34,11 +38,12 @@ def connection(settings: ClusterSettings, host: IPv4Address) -> remote.Connectio
 
 
 def as_root(script: str) -> str:
-    """Runs a POSIX shell script as root with `set -eu` on the remote node."""
+    """Runs a POSIX shell script as root with `set -eu` on the remote node, one at a time on
+    that node (a lock held for at most LOCK_WAIT_SECONDS of waiting, then the Command fails)."""
     body = script.strip("\n")
     if _HEREDOC_END in body.splitlines():
         raise ValueError("script contains the here-document terminator")
-    return f"sudo -n sh -eu <<'{_HEREDOC_END}'\n{body}\n{_HEREDOC_END}\n"
+    return f"sudo -n flock -w {LOCK_WAIT_SECONDS} {LOCK_FILE} sh -eu <<'{_HEREDOC_END}'\n{body}\n{_HEREDOC_END}\n"
 
 
 def script_options(parent: pulumi.Resource, depends_on: list[pulumi.Resource]) -> pulumi.ResourceOptions:

@@ -80,7 +80,7 @@ def test_every_keepalived_script_is_valid_posix_shell() -> None:
         for phase in ("create", "update", "delete"):
             script = inputs.get(phase)
             if name.startswith("keepalived-") and script:
-                # The Command runs `sudo -n sh -eu <<'…'`: check the outer line and the body with dash.
+                # The Command runs `sudo -n flock … sh -eu <<'…'`: check the outer line and the body with dash.
                 checked = subprocess.run(["dash", "-n"], input=script, capture_output=True, text=True, check=False)
                 assert checked.returncode == 0, f"{name} {phase}: {checked.stderr}"
                 if "<<'LVS_CLUSTER_SCRIPT'" not in script:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from components.ipvs import DRAIN_SECONDS
+from components.remote import LOCK_FILE, LOCK_WAIT_SECONDS
 from lab.plan import Plan, PlannedResource, record_plan
 from tests.conftest import COMMAND, DOMAIN, second_config
 
@@ -23,8 +24,8 @@ FAKES = Path(__file__).with_name("fakes")
 
 
 def body(command: str) -> str:
-    """The script inside `sudo -n sh -eu <<'END' ... END`."""
-    match = re.fullmatch(r"sudo -n sh -eu <<'(\w+)'\n(.*)\n\1\n", command, re.S)
+    """The script inside `sudo -n flock -w N LOCK sh -eu <<'END' ... END`."""
+    match = re.fullmatch(r"sudo -n flock -w \d+ /run/lock/lvs-cluster\.lock sh -eu <<'(\w+)'\n(.*)\n\1\n", command, re.S)
     assert match, command
     return match[2]
 
@@ -146,9 +147,9 @@ class Director:
         self.env = {**os.environ, "PATH": f"{FAKES}:{os.environ['PATH']}", "FAKE_STATE": str(tmp_path)}
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        assert command.startswith("sudo -n sh -eu <<'")
-        # The only host path the scripts write is the saved IPVS table: keep it in tmp.
-        script = command.replace("/etc/ipvsadm.rules", str(self.state / "ipvsadm.rules"))
+        assert command.startswith(("sudo -n sh -eu <<'", f"sudo -n flock -w {LOCK_WAIT_SECONDS} {LOCK_FILE} sh -eu <<'"))
+        # The only host paths the scripts use are the saved IPVS table and the lock: keep them in tmp.
+        script = command.replace("/etc/ipvsadm.rules", str(self.state / "ipvsadm.rules")).replace(LOCK_FILE, str(self.state / "lock"))
         return subprocess.run(["sh", "-c", script], env=self.env, check=True, capture_output=True, text=True)
 
     def log(self) -> list[str]:
