@@ -124,7 +124,7 @@ def _check_and_load(path: str) -> str:
         "  exit 1\n"
         "fi\n"
         f"rm -f {path}.previous\n"
-        "systemctl enable keepalived\n"
+        "systemctl is-enabled --quiet keepalived || systemctl enable keepalived\n"
         "if systemctl is-active --quiet keepalived; then systemctl reload keepalived; else systemctl start keepalived; fi\n"
     )
 
@@ -133,12 +133,19 @@ def install_script(path: str, text: str, what: str) -> str:
     if _FILE_END in text.splitlines():
         raise ValueError("text contains the here-document terminator")
     directory = path.rsplit("/", 1)[0]
+    # Unchanged text is not reloaded: a reload restarts every check, and one that is failing
+    # then may stay out of the table after it recovers (keepalived #1720, open in 2.2.7).
     return as_root(
         f"# lvs-cluster: {what}\n"
         f"mkdir -p {directory}\n"
-        f"if [ -e {path} ]; then cp -p {path} {path}.previous; fi\n"
         f"cat > {path}.new <<'{_FILE_END}'\n{text.rstrip()}\n{_FILE_END}\n"
-        f"mv {path}.new {path}\n" + _check_and_load(path)
+        f"if [ -e {path} ] && cmp -s {path}.new {path}; then\n"
+        f"  rm -f {path}.new\n"
+        "  systemctl is-enabled --quiet keepalived || systemctl enable keepalived\n"
+        "  systemctl is-active --quiet keepalived || systemctl start keepalived\n"
+        "else\n"
+        f"  if [ -e {path} ]; then cp -p {path} {path}.previous; fi\n"
+        f"  mv {path}.new {path}\n" + _indent(_check_and_load(path)) + "fi\n"
     )
 
 
