@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -242,9 +244,29 @@ class LabCluster:
         assert self.connection is not None
         self.connection.lookupByName(domain_name).destroy()
 
+    def crash(self, domain_name: str) -> float:
+        """A crash, not a shutdown: SIGKILL to the domain's QEMU process (which this run's
+        daemon started; its pid file is in the daemon's private /run/libvirt), then waits,
+        bounded, until libvirt has seen the domain die. Returns when it was killed (time.time())."""
+        assert self.connection is not None
+        pid = int((self.daemon.root / "run" / "qemu" / f"{domain_name}.pid").read_text().strip())
+        if f"guest={domain_name},".encode() not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            raise RuntimeError(f"pid {pid} is not the QEMU of {domain_name}")
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
+        domain = self.connection.lookupByName(domain_name)
+        deadline = time.monotonic() + 30
+        while domain.isActive():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"libvirt still lists {domain_name} as running 30 s after its QEMU was killed")
+            time.sleep(0.2)
+        return killed_at
+
     def power_on(self, domain_name: str) -> None:
+        """Starts a domain that is off: a new QEMU, whose console log starts over."""
         assert self.connection is not None
         self.connection.lookupByName(domain_name).create()
+        self.guests[domain_name].mark_started()
 
     def domain_uuids(self) -> dict[str, str]:
         assert self.connection is not None

@@ -96,6 +96,42 @@ def timeline_chart(timeline: list[dict[str, Any]]) -> Markup | None:
     return _svg(figure)
 
 
+def fault_runs(faults: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every request loop of the fault units, titled: a real server's fault, the director's
+    crash and its return."""
+    titles = (("realServerDown", "Apache stopped"), ("realServerKilled", "VM killed"))
+    runs = [(title, faults[key]) for key, title in titles if key in faults]
+    if "directorDown" in faults:
+        down = faults["directorDown"]
+        runs.append((f"{down.get('from')} crashed", down))
+        if "return" in down:
+            runs.append((f"{down.get('from')} back", down["return"]))
+    return [(title, run) for title, run in runs if run.get("series")]
+
+
+def faults_chart(faults: dict[str, Any]) -> Markup | None:
+    """Each fault's request loop over time: a dot per answer on its backend's lane, failures
+    red on their own lane, and a line at each moment the unit noted (fault, detection...)."""
+    runs = fault_runs(faults)
+    if not runs:
+        return None
+    figure, axes = pyplot.subplots(len(runs), 1, figsize=(12, 1.9 * len(runs) + 0.4), squeeze=False)
+    for axis, (title, run) in zip(axes[:, 0], runs, strict=True):
+        lanes = [*sorted({backend for _, backend in run["series"] if backend}), "failed"]
+        for at, backend in run["series"]:
+            lane = lanes.index(backend) if backend else len(lanes) - 1
+            axis.plot(at, lane, "|", color="#cb181d" if backend is None else "#3182bd", markersize=9)
+        for name, at in run.get("events", {}).items():
+            axis.axvline(at, color="#636363", linestyle=":", linewidth=1)
+            axis.text(at, len(lanes) - 0.4, f" {name}", fontsize=7, va="bottom")
+        axis.set_yticks(range(len(lanes)), lanes)
+        axis.set_ylim(-0.6, len(lanes) - 0.1)
+        axis.set_title(f"{title}: {run.get('failed', 0)} of {run.get('requests', 0)} failed", fontsize=9, loc="left")
+    axes[-1][0].set_xlabel("seconds from the start of the request loop")
+    figure.tight_layout()
+    return _svg(figure)
+
+
 def render_html(report: dict[str, Any]) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
@@ -106,6 +142,7 @@ def render_html(report: dict[str, Any]) -> str:
         timings=report.get("timings", {}),
         distribution_svg=distribution_chart(report.get("distributions", {})),
         timeline_svg=timeline_chart(report.get("timeline", [])),
+        faults_svg=faults_chart(report.get("faults", {})),
     )
 
 

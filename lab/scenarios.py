@@ -5,7 +5,7 @@ of the same shape; faults and lifecycles arrive as new units, not as steps insid
 
 - `UserOwnedRules`: an IPVS service and a NAT rule the user owns on the director (nothing of
   the program may touch them); the director's tables before any Command.
-- `Create`: every Command's `create` in dependency order; the table lists the service and the
+- `Create`: every Command's `create` in dependency order, independent ones at once; the table lists the service and the
   rules are saved for a reboot.
 - `CreateAgain`: the same again leaves the same tables (the scripts are idempotent).
 - `Balance`: requests from the client to the VIP, counted per web node, against the scheduler.
@@ -13,7 +13,7 @@ of the same shape; faults and lifecycles arrive as new units, not as steps insid
 - `DrainOne`: weight 0 for the first web node through the program: one Command updated in
   place, no VM touched, the new distribution.
 - `RebootFault`: the director and a web node reboot; the rules and the NFS docroot come back.
-- `DeleteRestores`: every `delete`, in reverse order, restores the director's tables exactly,
+- `DeleteRestores`: every `delete`, in reverse dependency order, restores the director's tables exactly,
   the user's rules included.
 """
 
@@ -49,8 +49,13 @@ class UserOwnedRules:
 
 
 def add_user_rules(run: Scenario, cluster: LabCluster, director: LabCommand) -> None:
-    """Runtime rules, as a user adds them by hand: a power cycle loses them, as it would the user's."""
-    owned = f"sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh && sudo -n iptables -w -t nat -A {USER_NAT_RULE}"
+    """Runtime rules, as a user adds them by hand, each unless it is there: after a crash the
+    NAT rule comes back from what `netfilter-persistent save` saved, the IPVS service only
+    where ipvsadm's boot service restores a saved table (not under keepalived)."""
+    owned = (
+        f"{{ sudo -n ipvsadm -L -n {USER_IPVS_SERVICE} >/dev/null 2>&1 || sudo -n ipvsadm -A {USER_IPVS_SERVICE} -s sh; }} && "
+        f"{{ sudo -n iptables -w -t nat -C {USER_NAT_RULE} 2>/dev/null || sudo -n iptables -w -t nat -A {USER_NAT_RULE}; }}"
+    )
     added = cluster.ssh(director.host, director.user, owned)
     if added.returncode != 0:
         raise run.failure(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
@@ -62,8 +67,7 @@ class Create:
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
         settings = run.settings_of(state.config)
         director = run.director_of(state)
-        for command in state.topology.commands:
-            run.apply(cluster, command, "create")
+        run.apply_all(cluster, state.topology.commands, "create")
         run.report.timings["rules_applied_s"] = run.elapsed()
         table_name = f"keepalived-{settings.director.name}-table" if settings.keepalived else "ipvs-table"
         table = run.record(cluster.run_command(state.topology.command(table_name), "create")).stdout
@@ -85,8 +89,7 @@ class CreateAgain:
     name = "create again (idempotent)"
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        for command in state.topology.commands:
-            run.apply(cluster, command, "create")
+        run.apply_all(cluster, state.topology.commands, "create")
         again = run.director_state(cluster, run.director_of(state))
         run.report.check("second create leaves the same tables", again == run.director_created)
         return state
@@ -149,9 +152,15 @@ class DrainOne:
         changes = command_changes(state.topology, drained.topology)
         name = config["lvs:webServers"][0]["name"]
         run.report.check("a weight change touches no VM", drained.topology.guests == state.topology.guests)
+        settings = run.settings_of(config)
+        if settings.keepalived:  # that real server's file on each director, each table read again
+            expected = {(f"keepalived-{d.name}-real-server-{name}", "update") for d in settings.directors}
+            expected |= {(f"keepalived-{d.name}-table", "replace") for d in settings.directors}
+        else:
+            expected = {(f"ipvs-real-server-{name}", "update"), ("ipvs-table", "replace")}
         run.report.check(
-            "a weight change updates one real server in place",
-            {(c.name, c.action) for c in changes} == {(f"ipvs-real-server-{name}", "update"), ("ipvs-table", "replace")},
+            "a weight change updates one real server in place (on each director)",
+            {(c.name, c.action) for c in changes} == expected,
             str([(c.name, c.action) for c in changes]),
         )
         run.apply_changes(cluster, changes, drained.topology)
@@ -191,9 +200,7 @@ class DeleteRestores:
     name = "delete"
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        for command in reversed(state.topology.commands):
-            if command.delete:
-                run.apply(cluster, command, "delete")
+        run.apply_all(cluster, state.topology.commands, "delete")
         after = run.director_state(cluster, run.director_of(state))
         run.report.director_after_delete = after
         before = run.director_before

@@ -17,9 +17,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from components.config import ClusterSettings, parse_settings
 from . import runs
 from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
-from .faults import DirectorDown, RealServerDown
+from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
@@ -39,6 +39,7 @@ from .topology import CommandChange, LabCommand, Topology, read_topology
 
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
+APPLY_PARALLELISM = 10  # independent Commands at once, as `pulumi up` steps them; more than any stack here has ready together
 PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
 BOOT_PROFILE_SCRIPT = (
     "systemd-analyze time --no-pager; echo '--- blame'; systemd-analyze blame --no-pager | head -n 10; "
@@ -357,6 +358,31 @@ class Scenario:
             raise StepFailedError(f"{command.name} {phase} failed ({run.returncode}): {run.stderr.strip() or run.stdout.strip()}")
         return run
 
+    def apply_all(self, cluster: LabCluster, commands: tuple[LabCommand, ...], phase: str) -> None:
+        """Every Command's `phase` as the Pulumi engine steps them: each as soon as what it
+        depends on is created (or, to delete, what depends on it is deleted), independent
+        ones at once (the scripts take a lock per node, components/remote.py)."""
+        if phase == "delete":
+            waits = {c.name: {d.name for d in commands if c.name in d.depends_on} for c in commands}
+        else:
+            names = {c.name for c in commands}
+            waits = {c.name: set(c.depends_on) & names for c in commands}
+        done = {c.name for c in commands if phase == "delete" and not c.delete}
+        running: dict[str, Future[CommandRun]] = {}
+        with ThreadPoolExecutor(max_workers=APPLY_PARALLELISM) as pool:
+            while len(done) < len(commands):
+                for command in commands:
+                    if command.name not in done and command.name not in running and waits[command.name] <= done:
+                        running[command.name] = pool.submit(self.apply, cluster, command, phase)
+                if not running:
+                    raise StepFailedError(f"{phase}: no Command can start; waiting: {sorted(set(waits) - done)}")
+                finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+                for name, future in list(running.items()):
+                    if future in finished:
+                        del running[name]
+                        future.result()  # the first failure ends the step, as it ends `pulumi up`
+                        done.add(name)
+
     def director_state(self, cluster: LabCluster, director: LabCommand) -> dict[str, str]:
         result = cluster.ssh(director.host, director.user, "sudo -n ipvsadm -S -n; echo ---; sudo -n iptables -w -t nat -S")
         ipvs, _, nat = result.stdout.partition("---\n")
@@ -473,8 +499,22 @@ class Scenario:
         second = [SecondStack(self.second_stack)] if self.second_stack else []
         settings = self.settings_of(self.config)
         if settings.keepalived:
+            quiet = QuietPeriodStart()
+            checked = [RealServerDown(), RealServerKilled()] if settings.health_check else []
             pair = [DirectorDown()] if settings.director.pair else []
-            return [UserOwnedRules(), Create(), CreateAgain(), Balance(), Throughput(), RealServerDown(), *pair, DeleteRestores()]
+            return [
+                UserOwnedRules(),
+                Create(),
+                CreateAgain(),
+                quiet,
+                Balance(),
+                Throughput(),
+                QuietPeriodEnd(quiet),
+                *checked,
+                *pair,
+                DrainOne(),
+                DeleteRestores(),
+            ]
         return [
             UserOwnedRules(),
             Create(),
@@ -583,6 +623,12 @@ class Scenario:
                 self.apply(cluster, change.new, "create")
             if change.action == "update" and change.new:
                 self.apply(cluster, change.new, "update")
+
+    @staticmethod
+    def judge(lines: list[str], settings: ClusterSettings) -> Distribution:
+        """Answers ("status seconds backend" lines) against the scheduler's shares; none is not enough."""
+        distribution = judge(settings, lines, len(lines))
+        return distribution if lines else replace(distribution, ok=False)
 
     def check_distribution(self, cluster: LabCluster, state: Converged, title: str, *, key: str = "", check: str = "") -> None:
         """Requests to the VIP, judged against the scheduler of the stack as it stands."""

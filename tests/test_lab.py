@@ -20,25 +20,43 @@ SCENARIOS = {
     "seed": ["--config", "Pulumi.seed.yaml", "--second-stack", "tests/Pulumi.wrr3.yaml"],
     # Other subnets, names, weights, scheduler and port, an existing pool, no client.
     "wrr3": ["--config", "tests/Pulumi.wrr3.yaml"],
+    # keepalived: the seed's addresses with HTTP checks and a preempting director pair.
+    "ha": ["--config", "Pulumi.ha.yaml"],
+    # keepalived: other subnets, names and port, wrr 3:1, TCP checks, a pair that does not preempt.
+    "ha-tcp": ["--config", "tests/Pulumi.ha-tcp.yaml"],
 }
+HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}}
+_RUNS: dict[str, dict[str, Any]] = {}
 
 
-@pytest.fixture(scope="module", params=sorted(SCENARIOS))
+def lab_verify(name: str) -> dict[str, Any]:
+    """`lab verify` of a scenario, once per session: its JSON report, exit status and page."""
+    if name not in _RUNS:
+        REPORTS.mkdir(exist_ok=True)
+        path = REPORTS / f"{name}.json"
+        page = path.with_suffix(".html")
+        path.unlink(missing_ok=True)
+        page.unlink(missing_ok=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "lab", "verify", *SCENARIOS[name], "--json", str(path), "--html", str(page)],
+            cwd=PROJECT_DIR,
+            timeout=3600,
+        )
+        document: dict[str, Any] = json.loads(path.read_text())
+        document["exit_status"] = result.returncode
+        document["html"] = page.read_text()
+        _RUNS[name] = document
+    return _RUNS[name]
+
+
+@pytest.fixture(scope="module", params=list(SCENARIOS))
 def report(request: pytest.FixtureRequest) -> dict[str, Any]:
-    REPORTS.mkdir(exist_ok=True)
-    path = REPORTS / f"{request.param}.json"
-    page = path.with_suffix(".html")
-    path.unlink(missing_ok=True)
-    page.unlink(missing_ok=True)
-    result = subprocess.run(
-        [sys.executable, "-m", "lab", "verify", *SCENARIOS[request.param], "--json", str(path), "--html", str(page)],
-        cwd=PROJECT_DIR,
-        timeout=3600,
-    )
-    document: dict[str, Any] = json.loads(path.read_text())
-    document["exit_status"] = result.returncode
-    document["html"] = page.read_text()
-    return document
+    return lab_verify(request.param)
+
+
+@pytest.fixture(scope="module", params=list(HA_SCENARIOS))
+def ha_report(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {**lab_verify(request.param), "expected": HA_SCENARIOS[request.param]}
 
 
 @pytest.mark.lab
@@ -73,6 +91,39 @@ def test_every_substitution_says_why(report: dict[str, Any]) -> None:
     assert all((s["declared"], s["lab"]) == ("kvm", "qemu") for s in domain_type), domain_type
     assert report["accel"] == "tcg" or domain_type == []
     assert all(substitution["reason"] for substitution in report["substitutions"])
+
+
+@pytest.mark.lab
+def test_only_keepalived_stacks_get_faults_injected(report: dict[str, Any]) -> None:
+    assert bool(report["faults"]) == (report["stack"] in HA_SCENARIOS)
+
+
+@pytest.mark.lab
+def test_a_dead_real_server_leaves_the_table_and_comes_back(ha_report: dict[str, Any]) -> None:
+    for key in ("realServerDown", "realServerKilled"):
+        fault = ha_report["faults"][key]
+        assert fault["node"] and fault["detectionSeconds"] > 0 and fault["readdedSeconds"] > 0, key
+        assert fault["failedRequestsAfterDetection"] == 0, (key, fault["failures"])
+        assert fault["answers"].get(fault["node"], 0) > 0, key  # it answered before the fault, or after
+
+
+@pytest.mark.lab
+def test_the_backup_director_takes_over_and_the_first_returns_as_configured(ha_report: dict[str, Any]) -> None:
+    down = ha_report["faults"]["directorDown"]
+    assert down["from"] != down["to"] and down["outageSeconds"] >= 0 and down["failedRequests"] >= 0
+    assert down["answers"], "nothing answered through the backup"
+    returned = down["return"]
+    preempt = ha_report["expected"]["preempt"]
+    assert returned["preempt"] == preempt
+    assert returned["holder"] == (down["from"] if preempt else down["to"])
+    if not preempt:
+        assert returned["failedRequests"] == 0
+
+
+@pytest.mark.lab
+def test_nothing_moves_while_nothing_is_broken(ha_report: dict[str, Any]) -> None:
+    assert ha_report["faults"]["spuriousTransitions"] == 0, ha_report["faults"]["quietPeriod"]
+    assert ha_report["faults"]["quietPeriod"]["seconds"] >= 150
 
 
 @pytest.mark.lab
@@ -112,6 +163,6 @@ def test_each_guest_says_where_its_boot_went(report: dict[str, Any]) -> None:
 @pytest.mark.lab
 def test_the_html_report_carries_the_charts_and_the_figures(report: dict[str, Any]) -> None:
     page = report["html"]
-    assert page.count("<svg") == 2
+    assert page.count("<svg") == (3 if report["faults"] else 2)
     assert f'<td id="accel">{report["accel"]}</td>' in page
     assert f'<td id="floor-ratio">{report["timings"]["floorRatio"]}</td>' in page

@@ -101,6 +101,41 @@ def test_two_charts_are_inline_svg_with_a_bar_per_backend() -> None:
     assert '<figure id="timeline-chart">' in page
 
 
+def an_ha_report() -> dict[str, Any]:
+    report = a_report()
+    series = [[0.1 * i, "web1" if i % 2 else "web2"] for i in range(60)] + [[6.2, None]]
+    report["faults"] = {
+        "spuriousTransitions": 0,
+        "quietPeriod": {"seconds": 150.3, "transitions": {"director-a": [], "director-b": []}},
+        "realServerDown": {
+            "node": "web1", "detectionSeconds": 3.4, "detectionGoalSeconds": 5, "failedRequestsAfterDetection": 0,
+            "readdedSeconds": 2.9, "failed": 7, "requests": 330, "series": series, "events": {"broken": 3.0, "takenOut": 6.4},
+        },
+        "directorDown": {
+            "from": "director-a", "to": "director-b", "takeOverSeconds": 3.1, "outageGoalSeconds": 3.6, "outageSeconds": 3.3,
+            "failedRequests": 2, "failed": 2, "requests": 120, "series": series, "events": {"crashed": 3.0, "tookOver": 6.1},
+            "return": {
+                "holder": "director-a", "takenBackSeconds": 41.0, "failedRequests": 1, "failed": 1, "requests": 500, "series": series,
+            },
+        },
+    }  # fmt: skip
+    return report
+
+
+def test_the_faults_table_gives_each_fault_its_figures_and_a_chart_of_its_requests() -> None:
+    page = render_html(an_ha_report())
+    assert '<figure id="faults-chart">' in page and page.count("<svg") == 3
+    chart = page[page.index('<figure id="faults-chart">') : page.index("</figure>", page.index('<figure id="faults-chart">'))]
+    for title in ("Apache stopped: 7 of 330 failed", "director-a crashed: 2 of 120 failed", "director-a back: 1 of 500 failed"):
+        assert title in chart
+    faults = page[page.index('<table id="faults">') : page.index("</table>", page.index('<table id="faults">'))]
+    assert "<td>web1</td>" in faults and "7 of 330 (0 after detection)" in faults
+    assert "director-a → director-b" in faults and "2 of 120 (outage 3.3 s)" in faults and "director-a holds after 41.0; 1 failed" in faults
+    assert "Quiet period of 150.3 s: 0 VRRP transitions or real server flaps." in page
+    # A plain stack has no faults section.
+    assert 'id="faults"' not in render_html(a_report())
+
+
 def test_text_from_a_stack_or_a_guest_never_becomes_markup() -> None:
     page = render_html(a_report())
     assert "<script>" not in page
