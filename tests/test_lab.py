@@ -33,6 +33,8 @@ BEYOND_CI = {"wrr3", "ha-tcp"}
 
 def scenarios(names: list[str]) -> list[Any]:
     return [pytest.param(name, marks=[pytest.mark.beyond_ci] if name in BEYOND_CI else []) for name in names]
+
+
 _RUNS: dict[str, dict[str, Any]] = {}
 
 
