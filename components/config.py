@@ -19,6 +19,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
@@ -224,8 +225,13 @@ class VrrpSettings:
     the next id."""
 
     virtual_router_id: int
-    advert_interval: int  # seconds (VRRPv2)
+    advert_interval: Decimal  # seconds: whole for VRRPv2, hundredths below 40.96 for VRRPv3
     preempt: bool  # the first director takes the VIP back when it returns
+
+    @property
+    def version(self) -> int:
+        """VRRPv2 carries whole seconds only; a fraction of a second needs VRRPv3."""
+        return 2 if self.advert_interval == self.advert_interval.to_integral_value() else 3
 
 
 @dataclass(frozen=True)
@@ -779,12 +785,26 @@ def _director(section: _Section) -> DirectorSettings:
     vrrp_section = section.section("vrrp", {})
     vrrp = VrrpSettings(
         virtual_router_id=vrrp_section.integer("virtualRouterId", 51, lo=1, hi=MAX_VIRTUAL_ROUTER_ID),
-        advert_interval=vrrp_section.integer("advertInterval", 1, lo=1, hi=255),
+        advert_interval=_advert_interval(vrrp_section),
         preempt=vrrp_section.boolean("preempt", True),
     )
     vrrp_section.reject_unknown()
     section.reject_unknown()
     return DirectorSettings(peers[0].name, internal_ip, external_ip, size, pair=(peers[0], peers[1]), vrrp=vrrp)
+
+
+def _advert_interval(section: _Section) -> Decimal:
+    """Whole seconds 1..255 (VRRPv2), or hundredths of a second 0.1..40.95 (VRRPv3: a
+    takeover in about 3.6 advert intervals, so 0.5 s takes over in about 2 s)."""
+    value = section._get("advertInterval", 1)
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.fullmatch(r"\d+(\.\d{1,2})?", text):
+        raise ConfigError(f"{section.path('advertInterval')}: {value!r} is not seconds (a whole number, or hundredths below 40.96)")
+    interval = Decimal(text)
+    whole = interval == interval.to_integral_value()
+    if not (1 <= interval <= 255 if whole else Decimal("0.1") <= interval <= Decimal("40.95")):
+        raise ConfigError(f"{section.path('advertInterval')}: {value} is out of range (whole seconds 1..255, or 0.1..40.95 in hundredths)")
+    return Decimal(int(interval)) if whole else interval.normalize()
 
 
 def _health_check(top: _Section, service: ServiceSettings) -> HealthCheckSettings | None:

@@ -419,12 +419,15 @@ class DirectorDown:
         on_backup = whole_cycles(settings, [answer for answer in answers if answer.at >= took_at])
         shares = run.judge([f"{answer.code} {answer.seconds} {answer.backend}" for answer in on_backup], settings)
         vrrp = settings.director.vrrp
-        advert = vrrp.advert_interval if vrrp else 1
+        advert = float(vrrp.advert_interval) if vrrp else 1.0
+        # keepalived's master-down timer: 3 adverts and a skew, in seconds (VRRPv2) or in
+        # advert intervals (VRRPv3); the standby's priority is 100.
+        skew = (256 - 100) / 256 * (advert if vrrp and vrrp.version == 3 else 1.0)
         result = {
             "outageSeconds": outage_seconds(answers, crashed_at),
             "failedRequests": sum(1 for answer in answers if not answer.ok),
             "takeOverSeconds": _seconds(took_at, crashed_at),
-            "outageGoalSeconds": round(3 * advert + (256 - 100) / 256, 1),  # keepalived's default takeover
+            "outageGoalSeconds": round(3 * advert + skew, 1),
             "sharesOnBackup": shares.counts,
             "events": _events(loop.started, crashed=crashed_at, tookOver=took_at),
             **tally(answers, loop.started),

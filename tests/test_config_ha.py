@@ -4,6 +4,7 @@ with one line naming the key and the value, before any resource is registered.""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -72,7 +73,18 @@ def test_each_director_of_the_pair_is_a_node() -> None:
 def test_vrrp_knobs() -> None:
     config = ha_config()
     config["lvs:director"]["vrrp"] = {"virtualRouterId": 7, "advertInterval": 3, "preempt": False}
-    assert settings_of(config).director.vrrp == VrrpSettings(7, 3, False)
+    vrrp = settings_of(config).director.vrrp
+    assert vrrp == VrrpSettings(7, Decimal(3), False) and vrrp.version == 2
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds", "version"), [(1, "1", 2), ("2", "2", 2), (1.0, "1", 2), (0.5, "0.5", 3), ("0.25", "0.25", 3), (40.95, "40.95", 3)]
+)
+def test_a_fraction_of_a_second_between_adverts_needs_vrrp_version_3(given: Any, seconds: str, version: int) -> None:
+    config = ha_config()
+    config["lvs:director"]["vrrp"] = {"advertInterval": given}
+    vrrp = settings_of(config).director.vrrp
+    assert vrrp is not None and (str(vrrp.advert_interval), vrrp.version) == (seconds, version)
 
 
 @_cases(
@@ -135,7 +147,12 @@ def test_bad_health_checks(change: Change, key: str, value: str) -> None:
         (_set("director.vrrp", {"virtualRouterId": 255}), "lvs:director.vrrp.virtualRouterId", "255"),
         (_set("director.vrrp", {"virtualRouterId": 0}), "lvs:director.vrrp.virtualRouterId", "0"),
         (_set("director.vrrp", {"advertInterval": 0}), "lvs:director.vrrp.advertInterval", "0"),
-        (_set("director.vrrp", {"advertInterval": 0.5}), "lvs:director.vrrp.advertInterval", "0.5"),
+        (_set("director.vrrp", {"advertInterval": 0.05}), "lvs:director.vrrp.advertInterval", "0.05"),
+        (_set("director.vrrp", {"advertInterval": 0.125}), "lvs:director.vrrp.advertInterval", "0.125"),
+        (_set("director.vrrp", {"advertInterval": 41.5}), "lvs:director.vrrp.advertInterval", "41.5"),
+        (_set("director.vrrp", {"advertInterval": 256}), "lvs:director.vrrp.advertInterval", "256"),
+        (_set("director.vrrp", {"advertInterval": "fast"}), "lvs:director.vrrp.advertInterval", "'fast'"),
+        (_set("director.vrrp", {"advertInterval": True}), "lvs:director.vrrp.advertInterval", "True"),
         (_set("director.vrrp", {"preempt": "maybe"}), "lvs:director.vrrp.preempt", "'maybe'"),
         (_set("director.vrrp", {"state": "MASTER"}), "lvs:director.vrrp.state", "unknown key"),
     ]

@@ -61,6 +61,15 @@ def test_without_preemption_both_start_as_backup() -> None:
         assert "state MASTER" not in text and text.count("nopreempt") == 2
 
 
+def test_half_second_adverts_speak_vrrp_version_3() -> None:
+    config = ha_config()
+    assert "vrrp_version" not in rendered_main(config, 0)
+    config["lvs:director"]["vrrp"] = {"advertInterval": 0.5}
+    text = rendered_main(config, 0)
+    assert "vrrp_version 3" in block(text, "global_defs")
+    assert "advert_int 0.5" in block(text, "vrrp_instance VI_EXTERNAL") and "advert_int 0.5" in block(text, "vrrp_instance VI_INTERNAL")
+
+
 def test_the_router_ids_follow_the_knob() -> None:
     config = ha_config()
     config["lvs:director"]["vrrp"] = {"virtualRouterId": 200}
@@ -162,6 +171,7 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], object]] = {
         {"lvs:healthCheck": {"type": "tcp", "interval": 5}, "lvs:director": {**config["lvs:director"], "vrrp": {"preempt": False}}}
     ),
     "pair without checks": lambda config: config.pop("lvs:healthCheck"),
+    "pair with half-second adverts (VRRPv3)": lambda config: config["lvs:director"].update({"vrrp": {"advertInterval": 0.5}}),
     "one director with checks, wrr and persistence": lambda config: (
         config["lvs:director"].pop("pair"),
         config["lvs:service"].update({"scheduler": "wrr", "persistence": 600}),
