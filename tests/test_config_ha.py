@@ -36,7 +36,7 @@ def test_the_ha_stack_reads_into_the_model() -> None:
         DirectorPeer("director-a", IPv4Address("192.168.75.31"), IPv4Address("12.0.0.2")),
         DirectorPeer("director-b", IPv4Address("192.168.75.32"), IPv4Address("12.0.0.3")),
     )
-    assert settings.director.vrrp == VrrpSettings(virtual_router_id=51, advert_interval=1, preempt=True)
+    assert settings.director.vrrp == VrrpSettings(virtual_router_id=51, advert_interval=Decimal(1), preempt=True)
     assert settings.keepalived
     assert str(settings.vip) == "12.0.0.1"
 
