@@ -8,7 +8,8 @@ The host stamps each of their answers as it arrives.
 
 - `QuietPeriodStart` / `QuietPeriodEnd`: nothing is broken for a few minutes (the steady units
   run in between); keepalived's journal on every director must show no VRRP transition and no
-  real server removed or added (`spuriousTransitions`).
+  real server removed or added (`spuriousTransitions`). The fault units read the same journal
+  for the changes they cause, so the count is known to see them.
 - `RealServerDown`: Apache stops on a web node; keepalived's check takes it out of the table,
   and puts it back once Apache answers again; the scheduler's shares hold again after.
 - `RealServerKilled`: the same with the web node's QEMU process killed outright (no shutdown),
@@ -236,8 +237,7 @@ class QuietPeriodStart:
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
         holder(run, cluster, state)  # the election is over: one director holds the addresses
         self.started = time.monotonic()
-        for peer in run.settings_of(state.config).directors:
-            self.since[peer.name] = cluster.ssh(*_login(state, peer.name), "date +%s").stdout.strip()
+        self.since = {peer.name: guest_clock(cluster, state, peer.name) for peer in run.settings_of(state.config).directors}
         return state
 
 
@@ -252,10 +252,7 @@ class QuietPeriodEnd:
         if left > 0:
             with run.activity(f"quiet period: {left:.0f} s more"):
                 time.sleep(left)
-        transitions: dict[str, list[str]] = {}
-        for name, since in self.start.since.items():
-            journal = cluster.ssh(*_login(state, name), f"sudo -n journalctl -u keepalived --since @{since} -o short-iso --no-pager").stdout
-            transitions[name] = [line for line in journal.splitlines() if _is_transition(line)]
+        transitions = {name: keepalived_transitions(run, cluster, state, name, since) for name, since in self.start.since.items()}
         count = sum(len(lines) for lines in transitions.values())
         seconds = round(time.monotonic() - self.start.started, 1)
         run.report.faults["spuriousTransitions"] = count
@@ -264,8 +261,19 @@ class QuietPeriodEnd:
         return state
 
 
-def _is_transition(line: str) -> bool:
-    return re.search(TRANSITION_PATTERN, line) is not None
+def guest_clock(cluster: LabCluster, state: Converged, node: str) -> str:
+    """The node's own clock (seconds since the epoch), for `journalctl --since @…`."""
+    return cluster.ssh(*_login(state, node), "date +%s").stdout.strip()
+
+
+def keepalived_transitions(run: Scenario, cluster: LabCluster, state: Converged, node: str, since: str) -> list[str]:
+    """keepalived's VRRP state changes and real servers removed or added on `node` since its
+    clock read `since`. The fault units count the ones they cause, so a pattern that stopped
+    matching keepalived's words would fail there instead of passing every quiet period."""
+    journal = cluster.ssh(*_login(state, node), f"sudo -n journalctl -u keepalived --since @{since} -o short-iso --no-pager")
+    if journal.returncode != 0:
+        raise run.failure(f"journalctl on {node} failed: {journal.stderr.strip()}")
+    return [line for line in journal.stdout.splitlines() if re.search(TRANSITION_PATTERN, line)]
 
 
 # ---------------------------------------------------------------- real servers
@@ -296,6 +304,7 @@ class _RealServerFault:
             f"ipvsadm -L -n | grep -qF ' {web.ip}:{settings.service.port} '",
             what=f"{web.name} in {director.name}'s table",
         )
+        since = guest_clock(cluster, state, director.name)
         loop = RequestLoop(cluster, state.plan.outputs["vipUrl"], max_seconds=WAIT_SECONDS * 3 + run.boot_timeout)
         try:
             listed.wait_for(True)
@@ -323,8 +332,14 @@ class _RealServerFault:
             "events": _events(loop.started, broken=broken_at, takenOut=out_at, mended=mended_at, readded=in_at),
             **tally(answers, loop.started),
         }
+        result["journal"] = keepalived_transitions(run, cluster, state, director.name, since)
         run.report.faults[self.key] = result
         run.report.check(f"fault: {web.name} is taken out of the table", True, f"{result['detectionSeconds']} s")
+        run.report.check(
+            f"fault: {director.name}'s keepalived logged taking {web.name} out and adding it back",
+            all(any(word in line for line in result["journal"]) for word in ("Removing service", "Adding service")),
+            str(result["journal"]),
+        )
         run.report.check(
             f"fault: no request fails once {web.name} is out",
             result["failedRequestsAfterDetection"] == 0,
@@ -392,8 +407,15 @@ class DirectorDown:
         domain = settings.domain_name(first.name)
         test = holds_floating_test(settings)
         watched = Watch(cluster, state.topology.command(f"{second.name}-ready"), test, what=f"{second.name} holding the VIP and gateway")
+        since = guest_clock(cluster, state, second.name)
         try:
             result = self.crash(run, cluster, state, watched, domain) | {"from": first.name, "to": second.name}
+            result["journal"] = keepalived_transitions(run, cluster, state, second.name, since)
+            run.report.check(
+                f"pair: {second.name}'s keepalived logged becoming master",
+                any("Entering MASTER STATE" in line for line in result["journal"]),
+                str(result["journal"]),
+            )
             run.report.faults["directorDown"] = result
             result["return"] = self.come_back(run, cluster, state, watched, domain, first, second)
         finally:
