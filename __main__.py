@@ -11,7 +11,7 @@ from components.config import load_settings
 from components.director import Director
 from components.image import BaseImage
 from components.ipvs import IpvsService, RealServer
-from components.keepalived import Backend, KeepalivedDirectors
+from components.keepalived import KeepalivedDirectors
 from components.network import ClusterNetwork
 from components.nfs_server import NfsServer
 from components.snat import SnatRule
@@ -40,7 +40,7 @@ if settings.keepalived:
         "keepalived",
         settings,
         directors=[(peer, director.vm.ready) for peer, director in zip(settings.directors, directors, strict=True)],
-        backends=[(Backend(node.settings.name, node.settings.ip, node.settings.weight), node.vm.ready) for node in web_nodes],
+        backends=[(node.settings, node.vm.ready) for node in web_nodes],
     )
     pulumi.export("ipvsTable", {name: table.stdout for name, table in keepalived.tables.items()})
 else:

@@ -1,6 +1,6 @@
 """keepalived's configuration for the director(s): the second way to own the IPVS table,
 beside the ipvsadm renderer (`ipvs.py`), from the same model of the service and its real
-servers (`ServiceSettings`, `Backend`).
+servers (`ServiceSettings`, `WebServerSettings`).
 
 The text is split the way the Commands that write it are, so a change touches one resource:
 the main file per director (global_defs, the VRRP sync group of a pair, an include of the
@@ -21,7 +21,16 @@ import pulumi
 from pulumi_command import remote
 
 from . import remote as remote_access
-from .config import EXTERNAL_NIC, INTERNAL_NIC, ClusterSettings, DirectorPeer, DirectorSettings, HealthCheckSettings, ServiceSettings
+from .config import (
+    EXTERNAL_NIC,
+    INTERNAL_NIC,
+    ClusterSettings,
+    DirectorPeer,
+    DirectorSettings,
+    HealthCheckSettings,
+    ServiceSettings,
+    WebServerSettings,
+)
 from .remote import as_root, script_options
 from .snat import SnatRule
 
@@ -36,15 +45,6 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,  # not HTML: a keepalived.conf of validated values
 )
-
-
-@dataclass(frozen=True)
-class Backend:
-    """A real server as both renderers see it."""
-
-    name: str
-    ip: IPv4Address
-    weight: int
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def virtual_server_conf(
     return _ENV.get_template("keepalived-virtual-server.conf.j2").render(service=service, vip=vip, check=check, config_dir=config_dir)
 
 
-def real_server_conf(service: ServiceSettings, vip: IPv4Address, backend: Backend, check: HealthCheckSettings | None) -> str:
+def real_server_conf(service: ServiceSettings, vip: IPv4Address, backend: WebServerSettings, check: HealthCheckSettings | None) -> str:
     return _ENV.get_template("keepalived-real-server.conf.j2").render(service=service, vip=vip, backend=backend, check=check)
 
 
@@ -208,7 +208,7 @@ class KeepalivedDirector(pulumi.ComponentResource):
         service: ServiceSettings,
         vip: IPv4Address,
         check: HealthCheckSettings | None,
-        backends: Sequence[tuple[Backend, pulumi.Resource]],
+        backends: Sequence[tuple[WebServerSettings, pulumi.Resource]],
         connection: remote.ConnectionArgs,
         director_ready: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
@@ -264,7 +264,7 @@ class KeepalivedDirectors(pulumi.ComponentResource):
         settings: ClusterSettings,
         *,
         directors: Sequence[tuple[DirectorPeer, pulumi.Resource]],
-        backends: Sequence[tuple[Backend, pulumi.Resource]],
+        backends: Sequence[tuple[WebServerSettings, pulumi.Resource]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("lvs:keepalived:KeepalivedDirectors", name, None, opts)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from components.config import ClusterSettings
-from components.keepalived import Backend, main_conf, real_server_conf, virtual_server_conf
+from components.keepalived import main_conf, real_server_conf, virtual_server_conf
 from tests.test_config_ha import ha_config, settings_of
 
 
@@ -89,7 +90,7 @@ def test_a_single_director_with_health_checks_has_no_vrrp() -> None:
 def test_an_http_check_per_real_server() -> None:
     settings = settings_of(ha_config())
     web = settings.web_servers[1]
-    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 3), settings.health_check)
+    text = real_server_conf(settings.service, settings.vip, dataclasses.replace(web, weight=3), settings.health_check)
     body = block(text, "real_server 192.168.75.60 80")
     assert "weight 3" in body
     check = block(body, "HTTP_GET")
@@ -107,7 +108,7 @@ def test_a_tcp_check() -> None:
     config["lvs:healthCheck"] = {"type": "tcp", "port": 8080, "interval": 5, "timeout": 3, "retries": 2}
     settings = settings_of(config)
     web = settings.web_servers[0]
-    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 1), settings.health_check)
+    text = real_server_conf(settings.service, settings.vip, dataclasses.replace(web, weight=1), settings.health_check)
     assert "HTTP_GET" not in text
     assert "connect_port 8080" in block(text, "TCP_CHECK") and "retry 2" in block(text, "TCP_CHECK")
 
@@ -133,7 +134,7 @@ def test_a_pair_without_health_checks_lists_real_servers_without_a_checker() -> 
     settings = settings_of(config)
     web = settings.web_servers[0]
     assert settings.health_check is None
-    text = real_server_conf(settings.service, settings.vip, Backend(web.name, web.ip, 1), None)
+    text = real_server_conf(settings.service, settings.vip, dataclasses.replace(web, weight=1), None)
     assert "CHECK" not in text and "HTTP_GET" not in text
     assert "delay_loop" not in virtual_server_conf(settings.service, settings.vip, None)
 
@@ -156,9 +157,8 @@ def keepalived_test(settings: ClusterSettings, index: int, directory: Path) -> s
         virtual_server_conf(settings.service, settings.vip, settings.health_check, config_dir=str(conf_d))
     )
     for web in settings.web_servers:
-        backend = Backend(web.name, web.ip, web.weight)
         (conf_d / "real-servers" / f"{web.name}.conf").write_text(
-            real_server_conf(settings.service, settings.vip, backend, settings.health_check)
+            real_server_conf(settings.service, settings.vip, web, settings.health_check)
         )
     return subprocess.run(
         [str(KEEPALIVED), "--config-test", "--use-file", str(main), "--log-console"], capture_output=True, text=True, timeout=60
