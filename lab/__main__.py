@@ -22,7 +22,7 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from . import runs
+from . import runs, tools
 from .accel import choose_accel
 from .cluster import CommandRun, LabCluster
 from .image import DEFAULT_CACHE_DIR, ensure_image
@@ -248,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--html", help="write a report to look at here (charts of the distribution and of the run's timeline)")
     verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
-    verify_parser.set_defaults(run=command_verify)
+    verify_parser.set_defaults(run=command_verify, tools=tools.LAB_PROGRAMS)
     up_parser = commands.add_parser("up", help="boot the cluster and leave it running")
     up_parser.add_argument("--config", required=True)
-    up_parser.set_defaults(run=command_up)
+    up_parser.set_defaults(run=command_up, tools=tools.LAB_PROGRAMS)
     commands.add_parser("down", help="remove the lab `up` left").set_defaults(run=command_down)
-    commands.add_parser("image", help="build or reuse the base image").set_defaults(run=command_image)
+    commands.add_parser("image", help="build or reuse the base image").set_defaults(run=command_image, tools=tools.IMAGE_PROGRAMS)
     doctor_parser = commands.add_parser("doctor", help="preflight for `pulumi up` on your libvirt host; exit 1 on any fail")
     doctor_parser.add_argument("--config", required=True, help="a Pulumi.<stack>.yaml")
     doctor_parser.add_argument("--uri", help="libvirt URI (default: the stack's libvirt:uri, else qemu:///system)")
@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "requests", 1) < 1:
         parser.error("--requests must be at least 1")
+    try:
+        tools.require(*getattr(args, "tools", ()))
+    except tools.MissingToolError as missing:
+        print(f"lab {args.command}: {missing}", file=sys.stderr)
+        return 2
     runs.install_stop_handlers()
     try:
         result: int = args.run(args)

@@ -15,7 +15,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from ipaddress import IPv4Network
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
@@ -26,6 +26,7 @@ import yaml
 from components.config import ClusterSettings, ConfigError, NetworkSettings, parse_settings
 
 from .plan import stack_config, stack_name
+from .tools import TOOLS
 
 DEFAULT_URI = "qemu:///system"
 STATUSES = ("ok", "warn", "fail")
@@ -33,10 +34,8 @@ STATUSES = ("ok", "warn", "fail")
 # and nothing the doctor checks depends on it.
 PLACEHOLDER_PRIVATE_KEY = "(not read by the doctor)"
 # Programs terraform-provider-libvirt v0.8.1 runs on the machine running Pulumi.
-TOOLS = (
-    ("xsltproc", "xsltproc", "applies the networks' XSLT stylesheet"),
-    ("mkisofs", "genisoimage", "builds each node's cloud-init ISO"),
-)
+# What the libvirt provider runs on the machine that runs `pulumi up`.
+PROVIDER_TOOLS = (TOOLS["xsltproc"], TOOLS["mkisofs"])
 SECURITY_ISSUES = "terraform-provider-libvirt issues #126, #546, #978"
 
 Which = Callable[[str], str | None]
@@ -164,7 +163,7 @@ def _connect_fix(uri: str, message: str) -> str:
 
 def check_tools(which: Which) -> list[Finding]:
     findings = []
-    for program, package, purpose in TOOLS:
+    for program, package, purpose in (astuple(tool) for tool in PROVIDER_TOOLS):
         path = which(program)
         if path:
             findings.append(Finding("ok", "tools", f"{program} at {path} ({purpose})"))

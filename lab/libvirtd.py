@@ -26,6 +26,7 @@ from types import TracebackType
 
 import libvirt
 
+from . import tools
 from .netns import Namespace, end_process
 from .runs import process_name
 
@@ -128,8 +129,7 @@ class PrivateLibvirtd:
             (self.root / "lib" / name).mkdir(exist_ok=True)
 
     def start(self) -> None:
-        if not shutil.which("libvirtd") or not shutil.which("virtlogd"):
-            raise LibvirtdError("libvirtd/virtlogd not found: run scripts/setup (Debian's libvirt-daemon-system)")
+        tools.require("libvirtd", "virtlogd")
         self._prepare()
         pairs = " ".join(f"{name}:{target}" for name, target in PRIVATE_DIRS.items())
         with self.daemon_log.open("wb") as output:

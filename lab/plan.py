@@ -95,6 +95,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(_Mocks())
         self.plan = plan
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The SDK's mock reads the stack and project from its settings, which are context
+        # variables; SDK 3.259 calls the monitor from a worker thread that does not see them
+        # (URNs came out as `stack::project`). The engine's URN names this plan's stack.
+        urn = super().make_urn(parent, type_, name)
+        return "::".join((f"urn:pulumi:{self.plan.stack}", PROJECT_NAME, urn.split("::", 2)[2]))
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":

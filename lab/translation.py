@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from . import tools
+
 PROVIDER = "terraform-provider-libvirt v0.8.1"
 DNSMASQ_NAMESPACE = "http://libvirt.org/schemas/network/dnsmasq/1.0"
 
@@ -58,6 +60,7 @@ def apply_xslt(xml: str, stylesheet: str | None) -> str:
     running the provider, before anything reaches libvirt."""
     if not stylesheet:
         return xml
+    tools.require("xsltproc")
     with tempfile.TemporaryDirectory(prefix="lvs-lab-xslt-") as work:
         (Path(work) / "resource.xsl").write_text(stylesheet.strip())
         (Path(work) / "resource.xml").write_text(xml)
@@ -138,6 +141,7 @@ def cloud_init_iso(inputs: Mapping[str, Any], work: Path) -> Path:
         (work / file_name).write_text(inputs.get(key) or "")
         (work / file_name).chmod(0o600)
     iso = work / str(inputs["name"])
+    tools.require("mkisofs")
     subprocess.run(
         ["mkisofs", "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock", *(str(work / name) for name in files)],
         check=True,

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lab import tools
 from lab.plan import Plan, record_plan, stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -30,6 +31,17 @@ NETWORK = "libvirt:index/network:Network"
 POOL = "libvirt:index/pool:Pool"
 VOLUME = "libvirt:index/volume:Volume"
 CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    # A program the test (or the lab code it calls) runs is missing: one line naming it and the
+    # Debian package that brings it (scripts/setup installs them all), not a traceback.
+    try:
+        return (yield)
+    except tools.MissingToolError as missing:
+        message = str(missing)
+    pytest.fail(message, pytrace=False)
 
 
 def seed_config() -> dict[str, Any]:

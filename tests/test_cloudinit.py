@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from components import cloudinit
+from lab import tools
 from lab.plan import Plan
 from tests.conftest import CLOUD_INIT_DISK, second_config, seed_config
 
@@ -24,6 +25,7 @@ CLOUD_INIT_PACKAGES = CACHE_DIR / "cloud-init" / "usr" / "lib" / "python3" / "di
 
 
 def cloud_init_check(documents: dict[str, dict[str, str]]) -> dict[str, str | None]:
+    tools.require(SYSTEM_PYTHON)
     assert (CLOUD_INIT_PACKAGES / "cloudinit").is_dir(), f"cloud-init's validator is not at {CLOUD_INIT_PACKAGES}: run scripts/setup"
     result = subprocess.run(
         [SYSTEM_PYTHON, "-s", CHECKER],

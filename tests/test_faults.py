@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lab import tools
 from lab.faults import (
     FAULT_REQUEST_TIMEOUT_SECONDS,
     TRANSITION_PATTERN,
@@ -79,6 +80,7 @@ def test_shares_are_judged_on_whole_scheduler_cycles(stack_file: str, cycle: int
 
 def test_the_loop_is_bounded_in_count_and_per_request_time_and_ends_on_its_stop_file(tmp_path: Path) -> None:
     loop = request_loop_script("http://12.0.0.1/", 300, str(tmp_path / "stop"))
+    tools.require("dash")
     assert "[ $n -lt 300 ]" in loop and f"-m {FAULT_REQUEST_TIMEOUT_SECONDS} " in loop
     assert subprocess.run(["dash", "-n", "-c", loop], check=False).returncode == 0
     # With the stop file present it sends nothing (the URL would not answer anyway).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 
+from lab import tools
 from lab.plan import Plan, record_plan
 from tests.conftest import COMMAND, DOMAIN
 from tests.test_config_ha import ha_config
@@ -76,6 +77,7 @@ def test_the_directors_do_not_restore_an_ipvsadm_table_at_boot() -> None:
 
 
 def test_every_keepalived_script_is_valid_posix_shell() -> None:
+    tools.require("dash")
     for name, inputs in commands(ha_plan()).items():
         for phase in ("create", "update", "delete"):
             script = inputs.get(phase)

@@ -12,6 +12,7 @@ from typing import Any
 
 from matplotlib import image as mpimage
 
+from lab import tools
 from lab.report_html import render_html, write_html
 from lab.verify import Distribution, Report, floor_timings
 
@@ -151,6 +152,7 @@ def test_a_failed_run_with_no_figures_still_renders() -> None:
 
 
 def test_a_headless_browser_renders_the_page(tmp_path: Path) -> None:
+    tools.require("chromium")
     page = tmp_path / "report.html"
     write_html(a_report(), page)
     profile = tmp_path / "profile"

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from xml.etree import ElementTree
 
+from lab import tools
 from lab.plan import Plan
 from tests.conftest import CLOUD_INIT_DISK, DOMAIN, NETWORK, VOLUME
 
@@ -33,6 +34,7 @@ def test_host_address_stylesheet_rewrites_libvirts_network_xml(seed_plan: Plan, 
     (tmp_path / "network.xml").write_text(
         "<network><name>lvs-external</name><bridge stp='on'/><ip address='12.0.0.1' prefix='24' family='ipv4'/></network>"
     )
+    tools.require("xsltproc")
     result = subprocess.run(["xsltproc", tmp_path / "host.xsl", tmp_path / "network.xml"], capture_output=True, text=True, check=True)
     ip = ElementTree.fromstring(result.stdout).find("ip")
     assert ip is not None

@@ -10,18 +10,19 @@ from xml.etree import ElementTree
 
 import pytest
 
-from lab import translation
+from lab import tools, translation
 from lab.plan import Plan
 from lab.topology import DOMAIN, NETWORK, POOL, VOLUME, read_topology
 
 LAB = translation.LabDomainChanges(boot=None, console_log=None, tcg_translation_cache_mib=None)
 
 
-def valid(xml: str, schema: str, tmp_path: Path) -> bool:
+def assert_valid(xml: str, schema: str, tmp_path: Path) -> None:
+    tools.require("virt-xml-validate", "xmllint")
     document = tmp_path / f"{schema}.xml"
     document.write_text(xml)
     result = subprocess.run(["virt-xml-validate", str(document), schema], capture_output=True, text=True, timeout=60)
-    return result.returncode == 0
+    assert result.returncode == 0, f"virt-xml-validate {schema}: {result.stdout}{result.stderr}"
 
 
 def domain_document(plan: Plan, name: str, lab: translation.LabDomainChanges = LAB) -> ElementTree.Element:
@@ -40,7 +41,7 @@ def domain_document(plan: Plan, name: str, lab: translation.LabDomainChanges = L
 
 @pytest.mark.parametrize("network", ["internal", "external"])
 def test_network_xml_is_valid_for_libvirt(any_plan: Plan, network: str, tmp_path: Path) -> None:
-    assert valid(translation.network_xml(any_plan.named(network, NETWORK).inputs), "network", tmp_path)
+    assert_valid(translation.network_xml(any_plan.named(network, NETWORK).inputs), "network", tmp_path)
 
 
 @pytest.mark.parametrize("network", ["internal", "external"])
@@ -69,7 +70,7 @@ def test_without_the_stylesheet_the_provider_takes_the_first_address(seed_plan: 
 
 def test_pool_xml(seed_plan: Plan, tmp_path: Path) -> None:
     xml = translation.pool_xml(seed_plan.named("pool", POOL).inputs)
-    assert valid(xml, "storagepool", tmp_path)
+    assert_valid(xml, "storagepool", tmp_path)
     document = ElementTree.fromstring(xml)
     assert (document.get("type"), document.findtext("name"), document.findtext("target/path")) == (
         "dir",
@@ -81,7 +82,7 @@ def test_pool_xml(seed_plan: Plan, tmp_path: Path) -> None:
 def test_copy_on_write_volume_xml(seed_plan: Plan, tmp_path: Path) -> None:
     inputs = seed_plan.named("web1-root", VOLUME).inputs
     xml = translation.backed_volume_xml(inputs, base_path="/pool/seed-base.qcow2", base_format="qcow2", base_capacity=4 << 30)
-    assert valid(xml, "storagevol", tmp_path)
+    assert_valid(xml, "storagevol", tmp_path)
     document = ElementTree.fromstring(xml)
     assert document.findtext("name") == "seed-web1.qcow2"
     assert document.findtext("capacity") == str(4 << 30)
@@ -93,13 +94,14 @@ def test_source_volume_takes_the_file_size(seed_plan: Plan, tmp_path: Path) -> N
     image = tmp_path / "base.qcow2"
     image.write_bytes(b"QFI\xfb\x00\x00\x00\x03" + bytes(1016))
     xml = translation.source_volume_xml(seed_plan.named("base-image", VOLUME).inputs, image)
-    assert valid(xml, "storagevol", tmp_path)
+    assert_valid(xml, "storagevol", tmp_path)
     assert ElementTree.fromstring(xml).findtext("capacity") == "1024"
 
 
 def test_cloud_init_iso_holds_the_planned_documents(seed_plan: Plan, tmp_path: Path) -> None:
     inputs = seed_plan.named("web1-seed").inputs
     iso = translation.cloud_init_iso(inputs, tmp_path / "iso")
+    tools.require("isoinfo")
     listing = subprocess.run(["isoinfo", "-R", "-l", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
     assert {"user-data", "meta-data", "network-config"} <= {line.split()[-1] for line in listing.splitlines() if line.startswith("-")}
     label = subprocess.run(["isoinfo", "-d", "-i", str(iso)], capture_output=True, text=True, check=True).stdout
@@ -116,7 +118,7 @@ def test_domain_xml_is_valid_for_libvirt(seed_plan: Plan, name: str, tmp_path: P
     (console,) = document.findall("devices/console")
     assert "type" not in console.attrib
     console.set("type", "pty")
-    assert valid(ElementTree.tostring(document, encoding="unicode"), "domain", tmp_path)
+    assert_valid(ElementTree.tostring(document, encoding="unicode"), "domain", tmp_path)
 
 
 def test_domain_nics_keep_the_planned_order_and_macs(seed_plan: Plan) -> None:
