@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,14 +201,54 @@ def holds_floating_test(settings: ClusterSettings) -> str:
     return " && ".join(f"ip -o -4 addr show | grep -qF ' {address}/'" for address in (settings.vip, settings.director.internal_ip))
 
 
-def holder(run: Scenario, cluster: LabCluster, state: Converged) -> DirectorPeer:
-    """The director that holds both floating addresses now (the one director without a pair)."""
+def floating_addresses(settings: ClusterSettings) -> dict[str, IPv4Address]:
+    """What VRRP floats between the directors of a pair, by what it is for."""
+    return {"vip": settings.vip, "gateway": settings.director.internal_ip}
+
+
+def floating_holders(run: Scenario, cluster: LabCluster, state: Converged) -> dict[str, list[str]]:
+    """For each floating address, the directors that have it on an interface now: each one is
+    asked on its own (a director can hold the gateway without the VIP: issue 21)."""
     settings = run.settings_of(state.config)
-    test = holds_floating_test(settings)
-    holding = [peer for peer in settings.directors if cluster.ssh(*_login(state, peer.name), f"{test} && echo yes").stdout.strip() == "yes"]
-    if len(holding) != 1:
-        raise run.failure(f"the floating addresses are held by {[peer.name for peer in holding]}, not by exactly one director")
-    return holding[0]
+    floating = floating_addresses(settings)
+    holders: dict[str, list[str]] = {what: [] for what in floating}
+    for peer in settings.directors:
+        listed = cluster.ssh(*_login(state, peer.name), "ip -o -4 addr show")
+        if listed.returncode != 0:
+            raise run.failure(f"ip addr on {peer.name} failed: {listed.stderr.strip()}")
+        for what, address in floating.items():
+            if f" {address}/" in listed.stdout:
+                holders[what].append(peer.name)
+    return holders
+
+
+def split_holding(holders: dict[str, list[str]]) -> str | None:
+    """What is wrong when the floating addresses are not all held by one and the same director."""
+    if all(len(names) == 1 for names in holders.values()) and len({names[0] for names in holders.values()}) == 1:
+        return None
+    return "; ".join(f"{what} held by {names or 'no director'}" for what, names in holders.items())
+
+
+def holder(run: Scenario, cluster: LabCluster, state: Converged) -> DirectorPeer:
+    """The director that holds every floating address now (the one director without a pair)."""
+    holders = floating_holders(run, cluster, state)
+    split = split_holding(holders)
+    if split:
+        raise run.failure(f"the floating addresses are not held by exactly one director: {split}")
+    [name] = holders["vip"]
+    return next(peer for peer in run.settings_of(state.config).directors if peer.name == name)
+
+
+def settled_holding(run: Scenario, cluster: LabCluster, state: Converged, *, within: float) -> tuple[dict[str, list[str]], float]:
+    """The floating addresses' holders once each is held by one and the same director, or as
+    they stand after `within` seconds; and how long that took."""
+    started = time.monotonic()
+    while True:
+        holders = floating_holders(run, cluster, state)
+        waited = time.monotonic() - started
+        if split_holding(holders) is None or waited >= within:
+            return holders, round(waited, 1)
+        time.sleep(1.0)
 
 
 def _login(state: Converged, node: str) -> tuple[str, str]:

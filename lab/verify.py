@@ -28,7 +28,7 @@ from components.config import ClusterSettings, parse_settings
 from . import runs
 from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
-from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled
+from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled, settled_holding, split_holding
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
@@ -41,6 +41,13 @@ Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
 APPLY_PARALLELISM = 10  # independent Commands at once, as `pulumi up` steps them; more than any stack here has ready together
 PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
+REQUEST_TIMEOUT_SECONDS = 10  # curl -m: one request to the VIP
+# A distribution check ends after this many requests without an answer: it has failed, and the
+# rest could each wait out the timeout (120 of them took 15 minutes once).
+GIVE_UP_AFTER_FAILURES = 10
+# How long a pair may take to have one director hold every floating address after a step: an
+# election (3 adverts and a skew) and keepalived's VRRP watchdog with room to spare.
+FLOATING_SETTLE_SECONDS = 30
 BOOT_PROFILE_SCRIPT = (
     "systemd-analyze time --no-pager; echo '--- blame'; systemd-analyze blame --no-pager | head -n 10; "
     "echo '--- cloud-init'; cloud-init analyze blame 2>/dev/null | head -n 12"
@@ -97,6 +104,9 @@ class Report:
     consoles_kept: str | None = None
     # Faults injected under load (faults.py): answers per backend, failures with their times.
     faults: dict[str, Any] = field(default_factory=dict)
+    # A pair's floating addresses after every unit: who holds each, and how long until one
+    # and the same director held them all.
+    floating_holders: list[dict[str, Any]] = field(default_factory=list)
     ok: bool = False
 
     def check(self, name: str, ok: bool, detail: str = "") -> bool:
@@ -109,6 +119,7 @@ class Report:
         document["accelReason"] = document.pop("accel_reason")
         document["bootProfile"] = document.pop("boot_profile")
         document["consolesKept"] = document.pop("consoles_kept")
+        document["floatingHolders"] = document.pop("floating_holders")
         return document
 
 
@@ -286,14 +297,19 @@ def judge(settings: ClusterSettings, lines: list[str], requests: int) -> Distrib
     )
 
 
-def request_loop(url: str, count: int, *, interval: float = 0.0, local_ports: str | None = None) -> str:
+def request_loop(url: str, count: int, *, interval: float = 0.0, local_ports: str | None = None, give_up_after: int | None = None) -> str:
     """A POSIX shell loop of `count` curl requests, one line each: code, seconds, backend;
-    `interval` seconds apart, and from `local_ports` (a range), when given."""
+    `interval` seconds apart, and from `local_ports` (a range), when given. With
+    `give_up_after`, it ends after that many requests without a 200: a check that has failed
+    already learns nothing from the rest, each of which may wait out its 10 s."""
     pause = f"sleep {interval}; " if interval else ""
     ports = f"--local-port {local_ports} " if local_ports else ""
+    curl = f"curl -s -o /dev/null -m {REQUEST_TIMEOUT_SECONDS} {ports}-w '%{{http_code}} %{{time_total}} %header{{x-lvs-backend}}\\n' {url}"
+    if give_up_after is None:
+        return f"n=0; while [ $n -lt {count} ]; do n=$((n+1)); {pause}{curl} || true; done"
     return (
-        f"n=0; while [ $n -lt {count} ]; do n=$((n+1)); {pause}"
-        f"curl -s -o /dev/null -m 10 {ports}-w '%{{http_code}} %{{time_total}} %header{{x-lvs-backend}}\\n' {url} || true; done"
+        f"n=0; failed=0; while [ $n -lt {count} ] && [ $failed -lt {give_up_after} ]; do n=$((n+1)); {pause}"
+        f'answer=$({curl}) || true; echo "$answer"; case $answer in "200 "*) ;; *) failed=$((failed+1));; esac; done'
     )
 
 
@@ -391,8 +407,8 @@ class Scenario:
     def send_requests(self, cluster: LabCluster, state: Converged, url: str, count: int, *, local_ports: str | None = None) -> list[str]:
         """`count` sequential requests to `url` from the stack's client (else from the namespace)."""
         client = next((name for name, node in state.plan.outputs["nodes"].items() if node["role"] == "client"), None)
-        timeout = min(count * 10, 900) + 60
-        loop = request_loop(url, count, local_ports=local_ports)
+        timeout = min(count * REQUEST_TIMEOUT_SECONDS, 900) + 60
+        loop = request_loop(url, count, local_ports=local_ports, give_up_after=GIVE_UP_AFTER_FAILURES)
         with self.activity(f"{count} requests to {url}"):
             if client is not None:
                 ready = state.topology.command(f"{client}-ready")
@@ -482,9 +498,13 @@ class Scenario:
         with self.step("boot profile"):
             report.boot_profile = self.boot_profile(cluster, plan, topology)
         state = Converged(config, plan, topology)
+        pair = self.settings_of(config).director.pair is not None
         for unit in self.units():
             with self.step(unit.name):
                 state = unit.run(self, cluster, state)
+                # Before Create and after DeleteRestores keepalived holds nothing, by design.
+                if pair and not isinstance(unit, (UserOwnedRules, DeleteRestores)):
+                    self.check_floating(cluster, state, after=unit.name)
         with self.step("destroy (libvirt)"):
             changes, report.left_after_destroy = cluster.destroy()
             report.libvirt_changes["destroy"] = [asdict(change) for change in changes]
@@ -629,6 +649,18 @@ class Scenario:
         """Answers ("status seconds backend" lines) against the scheduler's shares; none is not enough."""
         distribution = judge(settings, lines, len(lines))
         return distribution if lines else replace(distribution, ok=False)
+
+    def check_floating(self, cluster: LabCluster, state: Converged, *, after: str) -> None:
+        """A pair's invariant: each floating address (VIP, gateway) on exactly one director, the
+        same one, within the bound an election or the VRRP watchdog needs."""
+        holders, waited = settled_holding(self, cluster, state, within=FLOATING_SETTLE_SECONDS)
+        split = split_holding(holders)
+        self.report.floating_holders.append({"after": after, "holders": holders, "settledSeconds": waited})
+        self.report.check(
+            f"pair: one director holds every floating address after {after}",
+            split is None,
+            f"{holders} (settled in {waited} s)" if split is None else f"{split} after {waited} s",
+        )
 
     def check_distribution(self, cluster: LabCluster, state: Converged, title: str, *, key: str = "", check: str = "") -> None:
         """Requests to the VIP, judged against the scheduler of the stack as it stands."""

@@ -18,6 +18,7 @@ from lab.faults import (
     outage_seconds,
     parse_answers,
     request_loop_script,
+    split_holding,
     tally,
     whole_cycles,
 )
@@ -104,3 +105,20 @@ def test_a_quiet_period_counts_state_changes_and_flaps_only(line: str, counted: 
     import re
 
     assert (re.search(TRANSITION_PATTERN, line) is not None) == counted
+
+
+@pytest.mark.parametrize(
+    ("holders", "split"),
+    [
+        ({"vip": ["director1"], "gateway": ["director1"]}, None),
+        # Issue 21: the backup kept the gateway while the master held both.
+        (
+            {"vip": ["director1"], "gateway": ["director1", "director2"]},
+            "vip held by ['director1']; gateway held by ['director1', 'director2']",
+        ),
+        ({"vip": ["director1"], "gateway": ["director2"]}, "vip held by ['director1']; gateway held by ['director2']"),
+        ({"vip": [], "gateway": []}, "vip held by no director; gateway held by no director"),
+    ],
+)
+def test_each_floating_address_is_held_by_one_and_the_same_director(holders: dict[str, list[str]], split: str | None) -> None:
+    assert split_holding(holders) == split
