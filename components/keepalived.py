@@ -57,6 +57,14 @@ class _Instance:
     floating: str  # address/prefix
 
 
+def floating(director: DirectorSettings, *, internal: IPv4Network, external: IPv4Network) -> list[tuple[str, str]]:
+    """What VRRP moves between a pair: (address/prefix, interface) of the VIP and of the web
+    nodes' gateway; nothing for a single director."""
+    if director.pair is None:
+        return []
+    return [(f"{director.external_ip}/{external.prefixlen}", EXTERNAL_NIC), (f"{director.internal_ip}/{internal.prefixlen}", INTERNAL_NIC)]
+
+
 def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, external: IPv4Network, config_dir: str = CONFIG_DIR) -> str:
     """/etc/keepalived/keepalived.conf of director `index` (0 for a single director)."""
     if director.pair is None:
@@ -64,23 +72,10 @@ def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, 
     assert director.vrrp is not None
     me, peer = director.pair[index], director.pair[1 - index]
     vrrp = director.vrrp
+    (vip, _), (gateway, _) = floating(director, internal=internal, external=external)
     instances = [
-        _Instance(
-            "VI_EXTERNAL",
-            EXTERNAL_NIC,
-            vrrp.virtual_router_id,
-            me.external_ip,
-            peer.external_ip,
-            f"{director.external_ip}/{external.prefixlen}",
-        ),
-        _Instance(
-            "VI_INTERNAL",
-            INTERNAL_NIC,
-            vrrp.virtual_router_id + 1,
-            me.internal_ip,
-            peer.internal_ip,
-            f"{director.internal_ip}/{internal.prefixlen}",
-        ),
+        _Instance("VI_EXTERNAL", EXTERNAL_NIC, vrrp.virtual_router_id, me.external_ip, peer.external_ip, vip),
+        _Instance("VI_INTERNAL", INTERNAL_NIC, vrrp.virtual_router_id + 1, me.internal_ip, peer.internal_ip, gateway),
     ]
     # nopreempt works only when both start as BACKUP (keepalived.conf(5)).
     state = "MASTER" if index == 0 and vrrp.preempt else "BACKUP"
@@ -112,11 +107,10 @@ _FILE_END = "LVS_CLUSTER_FILE"
 MARKER = "# lvs-cluster: keepalived on "  # the main file's first line: ours to replace
 
 
-def _check_and_load(path: str) -> str:
+def _check(path: str) -> str:
     """After `path` changed (its previous text in `path.previous`, or none): `keepalived -t`
-    on the whole configuration; if it fails, the previous text comes back and nothing is
-    loaded. Then a reload (or the first start). Any warning fails: on a director the
-    interfaces it names exist."""
+    on the whole configuration; if it fails, the previous text comes back. Any warning fails:
+    on a director the interfaces it names exist."""
     return (
         f"if ! keepalived -t -f {MAIN_FILE}; then\n"
         f'  echo "lvs-cluster: keepalived -t rejected {path}; the previous configuration stays" >&2\n'
@@ -124,38 +118,63 @@ def _check_and_load(path: str) -> str:
         "  exit 1\n"
         "fi\n"
         f"rm -f {path}.previous\n"
-        "systemctl is-enabled --quiet keepalived || systemctl enable keepalived\n"
-        "if systemctl is-active --quiet keepalived; then systemctl reload keepalived; else systemctl start keepalived; fi\n"
     )
 
 
+# keepalived starts once its whole configuration is in place and reloads once per change of it
+# (`load_script`), not once per file: a burst of reloads while the pair was electing came just
+# before a VRRP process hung (issue 21), and a reload restarts every check (#1720).
+_RELOAD = "if systemctl is-active --quiet keepalived; then systemctl reload keepalived; fi\n"
+
+
 def install_script(path: str, text: str, what: str) -> str:
+    """Writes `path` if its text changed, checked with the rest; loading it is `load_script`'s."""
     if _FILE_END in text.splitlines():
         raise ValueError("text contains the here-document terminator")
     directory = path.rsplit("/", 1)[0]
-    # Unchanged text is not reloaded: a reload restarts every check, and one that is failing
-    # then may stay out of the table after it recovers (keepalived #1720, open in 2.2.7).
     return as_root(
         f"# lvs-cluster: {what}\n"
         f"mkdir -p {directory}\n"
         f"cat > {path}.new <<'{_FILE_END}'\n{text.rstrip()}\n{_FILE_END}\n"
         f"if [ -e {path} ] && cmp -s {path}.new {path}; then\n"
         f"  rm -f {path}.new\n"
-        "  systemctl is-enabled --quiet keepalived || systemctl enable keepalived\n"
-        "  systemctl is-active --quiet keepalived || systemctl start keepalived\n"
         "else\n"
         f"  if [ -e {path} ]; then cp -p {path} {path}.previous; fi\n"
-        f"  mv {path}.new {path}\n" + _indent(_check_and_load(path)) + "fi\n"
+        f"  mv {path}.new {path}\n" + _indent(_check(path)) + "fi\n"
     )
 
 
 def remove_script(path: str, what: str) -> str:
+    """Removes `path` and reloads: `pulumi up` deletes a resource after every create and
+    update, so no later load would drop what the file held."""
     return as_root(
         f"# lvs-cluster: remove {what} if present\n"
         f"if [ -e {path} ]; then\n"
         f"  mv {path} {path}.previous\n"
         "fi\n"
-        f"if [ -e {path}.previous ] && [ -e {MAIN_FILE} ]; then\n" + _indent(_check_and_load(path)) + "fi\n"
+        f"if [ -e {path}.previous ] && [ -e {MAIN_FILE} ]; then\n" + _indent(_check(path) + _RELOAD) + "fi\n"
+    )
+
+
+LOADED_STAMP = "/run/lvs-cluster/keepalived.loaded"  # what keepalived last loaded (gone at boot, as keepalived's state)
+
+
+def load_script(director: str) -> str:
+    """The whole configuration checked, then keepalived started (the first time) or reloaded
+    when it differs from what it last loaded (a reload restarts every check: #1720)."""
+    files = f"{MAIN_FILE} {CONFIG_DIR}/*.conf {CONFIG_DIR}/real-servers/*.conf"
+    return as_root(
+        f"# lvs-cluster: load keepalived's configuration on {director}\n"
+        f"keepalived -t -f {MAIN_FILE}\n"
+        "systemctl is-enabled --quiet keepalived || systemctl enable keepalived\n"
+        f"loaded=$(cat {files} 2>/dev/null | sha256sum)\n"
+        "if ! systemctl is-active --quiet keepalived; then\n"
+        "  systemctl start keepalived\n"
+        f'elif [ "$loaded" != "$(cat {LOADED_STAMP} 2>/dev/null)" ]; then\n'
+        "  systemctl reload keepalived\n"
+        "fi\n"
+        f"mkdir -p {LOADED_STAMP.rsplit('/', 1)[0]}\n"
+        f'echo "$loaded" > {LOADED_STAMP}\n'
     )
 
 
@@ -182,6 +201,79 @@ def remove_main_script() -> str:
     )
 
 
+WATCHDOG_PROGRAM = "/usr/local/sbin/lvs-keepalived-watchdog"
+WATCHDOG_UNIT = "/etc/systemd/system/lvs-keepalived-watchdog.service"
+WATCHDOG_PERIOD_SECONDS = 2
+WATCHDOG_STRIKES = 3
+KEEPALIVED_PROCS = "/sys/fs/cgroup/system.slice/keepalived.service/cgroup.procs"  # systemd's cgroup v2 of the unit
+# From the first sample that sees a fault to the addresses gone: the strikes, a period before
+# the first of them, and the kill with up to 5 s for keepalived's processes to go.
+WATCHDOG_BOUND_SECONDS = WATCHDOG_PERIOD_SECONDS * (WATCHDOG_STRIKES + 1) + 5
+_WATCHDOG_UNIT_TEXT = """[Unit]
+Description=lvs-cluster: keepalived's watchdog (a hung keepalived process, floating addresses held in part)
+After=keepalived.service
+
+[Service]
+ExecStart={program}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def watchdog_program(
+    director: str,
+    floating: Sequence[tuple[str, str]],
+    *,
+    period: float = WATCHDOG_PERIOD_SECONDS,
+    strikes: int = WATCHDOG_STRIKES,
+    procs: str = KEEPALIVED_PROCS,
+) -> str:
+    """The watchdog's shell program; `floating`: (address/prefix, interface) pairs VRRP moves;
+    `procs`: the file that lists keepalived's processes."""
+    template = _ENV.get_template("keepalived-watchdog.sh.j2")
+    return template.render(name=director, period=period, limit=strikes, floating=floating, procs=procs)
+
+
+def install_watchdog_script(director: str, floating: Sequence[tuple[str, str]]) -> str:
+    program = watchdog_program(director, floating)
+    unit = _WATCHDOG_UNIT_TEXT.format(program=WATCHDOG_PROGRAM)
+    for text in (program, unit):
+        if _FILE_END in text.splitlines():
+            raise ValueError("text contains the here-document terminator")
+    return as_root(
+        f"# lvs-cluster: keepalived's watchdog on {director}\n"
+        f"cat > {WATCHDOG_PROGRAM}.new <<'{_FILE_END}'\n{program.rstrip()}\n{_FILE_END}\n"
+        f"cat > {WATCHDOG_UNIT}.new <<'{_FILE_END}'\n{unit.rstrip()}\n{_FILE_END}\n"
+        "changed=no\n"
+        f"for file in {WATCHDOG_PROGRAM} {WATCHDOG_UNIT}; do\n"
+        '  if [ -e "$file" ] && cmp -s "$file.new" "$file"; then rm -f "$file.new"; else mv "$file.new" "$file"; changed=yes; fi\n'
+        "done\n"
+        f"chmod 0755 {WATCHDOG_PROGRAM}\n"
+        'if [ "$changed" = yes ]; then\n'
+        "  systemctl daemon-reload\n"
+        "  systemctl enable lvs-keepalived-watchdog\n"
+        "  systemctl restart lvs-keepalived-watchdog\n"
+        "else\n"
+        "  systemctl is-active --quiet lvs-keepalived-watchdog || systemctl enable --now lvs-keepalived-watchdog\n"
+        "fi\n"
+    )
+
+
+def remove_watchdog_script(director: str) -> str:
+    return as_root(
+        f"# lvs-cluster: remove keepalived's watchdog from {director} if present\n"
+        f"if [ -e {WATCHDOG_UNIT} ]; then\n"
+        "  systemctl disable --now lvs-keepalived-watchdog\n"
+        f"  rm -f {WATCHDOG_UNIT}\n"
+        "  systemctl daemon-reload\n"
+        "fi\n"
+        f"rm -f {WATCHDOG_PROGRAM}\n"
+    )
+
+
 def guard_into(script: str, guard: str) -> str:
     """`guard` runs first inside an `as_root` script."""
     head, _, body = script.partition("\n")
@@ -199,6 +291,8 @@ class KeepalivedDirector(pulumi.ComponentResource):
     main: remote.Command
     virtual_server: remote.Command
     real_servers: dict[str, remote.Command]
+    load: remote.Command
+    watchdog: remote.Command
 
     def __init__(
         self,
@@ -209,11 +303,20 @@ class KeepalivedDirector(pulumi.ComponentResource):
         vip: IPv4Address,
         check: HealthCheckSettings | None,
         backends: Sequence[tuple[WebServerSettings, pulumi.Resource]],
+        floating_addresses: Sequence[tuple[str, str]],
         connection: remote.ConnectionArgs,
         director_ready: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("lvs:keepalived:KeepalivedDirector", name, None, opts)
+        self.watchdog = remote.Command(
+            f"{name}-watchdog",
+            connection=connection,
+            create=install_watchdog_script(name, floating_addresses),
+            update=install_watchdog_script(name, floating_addresses),
+            delete=remove_watchdog_script(name),
+            opts=script_options(self, [director_ready]),
+        )
         self.main = remote.Command(
             f"{name}-main",
             connection=connection,
@@ -248,6 +351,15 @@ class KeepalivedDirector(pulumi.ComponentResource):
             delete=remove_script(virtual_path, f"virtual service {vip}:{service.port}"),
             opts=script_options(self, [self.main, *self.real_servers.values()]),
         )
+        files = [self.main, self.virtual_server, *self.real_servers.values()]
+        # Replaced (so run again) whenever any file's text changes: one load per `pulumi up`.
+        self.load = remote.Command(
+            f"{name}-load",
+            connection=connection,
+            create=load_script(name),
+            triggers=[command.create for command in files],
+            opts=script_options(self, files),
+        )
         self.register_outputs({"main": self.main.create})
 
 
@@ -278,6 +390,7 @@ class KeepalivedDirectors(pulumi.ComponentResource):
                 vip=settings.vip,
                 check=settings.health_check,
                 backends=backends,
+                floating_addresses=floating(settings.director, internal=settings.internal.cidr, external=settings.external.cidr),
                 connection=connection,
                 director_ready=ready,
                 opts=pulumi.ResourceOptions(parent=self),
@@ -291,7 +404,7 @@ class KeepalivedDirectors(pulumi.ComponentResource):
                 director_ready=ready,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            rules = [configured.main, configured.virtual_server, *configured.real_servers.values()]
+            rules = [configured.main, configured.virtual_server, *configured.real_servers.values(), configured.load]
             self.tables[director.name] = remote.Command(
                 f"{name}-{director.name}-table",
                 connection=connection,

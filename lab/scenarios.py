@@ -153,9 +153,9 @@ class DrainOne:
         name = config["lvs:webServers"][0]["name"]
         run.report.check("a weight change touches no VM", drained.topology.guests == state.topology.guests)
         settings = run.settings_of(config)
-        if settings.keepalived:  # that real server's file on each director, each table read again
+        if settings.keepalived:  # that real server's file on each director, one load, each table read again
             expected = {(f"keepalived-{d.name}-real-server-{name}", "update") for d in settings.directors}
-            expected |= {(f"keepalived-{d.name}-table", "replace") for d in settings.directors}
+            expected |= {(f"keepalived-{d.name}-{part}", "replace") for d in settings.directors for part in ("load", "table")}
         else:
             expected = {(f"ipvs-real-server-{name}", "update"), ("ipvs-table", "replace")}
         run.report.check(

@@ -35,16 +35,42 @@ def test_two_directors_and_no_ipvsadm_rules() -> None:
     names = commands(plan)
     assert not [name for name in names if name.startswith("ipvs-")]
     for director in DIRECTORS:
-        for part in ("main", "virtual-server", "real-server-web1", "real-server-web2", "table"):
+        for part in ("main", "virtual-server", "real-server-web1", "real-server-web2", "load", "watchdog", "table"):
             assert f"keepalived-{director}-{part}" in names
         assert f"snat-{director}-rule" in names
 
 
-def test_each_file_is_checked_by_keepalived_before_it_is_loaded() -> None:
-    for name, inputs in commands(ha_plan()).items():
-        if name.startswith("keepalived-") and not name.endswith("-table"):
-            script = inputs["create"]
-            assert script.index("keepalived -t -f /etc/keepalived/keepalived.conf") < script.index("systemctl reload keepalived"), name
+FILES = ("main", "virtual-server", "real-server-web1", "real-server-web2")
+
+
+def test_each_file_is_checked_by_keepalived_and_loaded_once_with_the_rest() -> None:
+    plan = ha_plan()
+    created = commands(plan)
+    for director in DIRECTORS:
+        for part in FILES:
+            inputs = created[f"keepalived-{director}-{part}"]
+            for phase in ("create", "update"):
+                assert "keepalived -t -f /etc/keepalived/keepalived.conf" in inputs[phase]
+                assert "systemctl reload" not in inputs[phase] and "systemctl start" not in inputs[phase], (director, part, phase)
+            # A file's removal comes after every create and update of `pulumi up`: it reloads itself.
+            delete = inputs["delete"]
+            if part != "main":
+                assert delete.index("keepalived -t -f /etc/keepalived/keepalived.conf") < delete.index("systemctl reload keepalived")
+        load = plan.named(f"keepalived-{director}-load", COMMAND)
+        script = load.inputs["create"]
+        assert script.index("keepalived -t -f /etc/keepalived/keepalived.conf") < script.index("systemctl start keepalived")
+        # keepalived starts only once its whole configuration exists.
+        files = {plan.named(f"keepalived-{director}-{part}", COMMAND).urn for part in FILES}
+        assert files <= set(load.dependencies)
+        assert load.inputs["triggers"] == [created[f"keepalived-{director}-{part}"]["create"] for part in FILES]
+
+
+def test_the_sync_daemon_is_not_the_vrrp_processs() -> None:
+    # Named without a VRRP instance, keepalived's checker runs both sync daemons for good; the
+    # VRRP process stops and starts none on a state change (issue 21).
+    for director in DIRECTORS:
+        main = commands(ha_plan())[f"keepalived-{director}-main"]["create"]
+        assert "    lvs_sync_daemon int0 id 51\n" in main
 
 
 def test_the_exact_keepalived_text_is_in_the_commands_inputs() -> None:
@@ -64,7 +90,8 @@ def test_a_weight_change_touches_one_file_per_director_and_no_vm() -> None:
     changed = sorted(name for name in new if new[name]["create"] != old[name]["create"])
     assert changed == [f"keepalived-{director}-real-server-web1" for director in DIRECTORS]
     retriggered = sorted(name for name in new if new[name].get("triggers") != old[name].get("triggers"))
-    assert retriggered == [f"keepalived-{director}-table" for director in DIRECTORS]  # the table output is read again
+    # One load (a reload) per director, and the table output read again.
+    assert retriggered == sorted(f"keepalived-{director}-{part}" for director in DIRECTORS for part in ("load", "table"))
     assert {d.name: d.inputs for d in before.of_type(DOMAIN)} == {d.name: d.inputs for d in after.of_type(DOMAIN)}
 
 

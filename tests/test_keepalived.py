@@ -51,7 +51,7 @@ def test_the_first_director_is_preferred_and_both_float_the_vip_and_the_gateway_
 
 
 def test_connection_state_is_synchronised_on_the_internal_network() -> None:
-    assert "lvs_sync_daemon int0 VI_INTERNAL id 51" in block(rendered_main(ha_config(), 1), "global_defs")
+    assert "lvs_sync_daemon int0 id 51" in block(rendered_main(ha_config(), 1), "global_defs")
 
 
 def test_without_preemption_both_start_as_backup() -> None:
