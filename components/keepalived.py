@@ -358,7 +358,7 @@ class KeepalivedDirector(pulumi.ComponentResource):
             connection=connection,
             create=load_script(name),
             triggers=[command.create for command in files],
-            opts=script_options(self, files),
+            opts=script_options(self, list[pulumi.Resource](files)),
         )
         self.register_outputs({"main": self.main.create})
 
