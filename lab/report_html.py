@@ -106,6 +106,10 @@ def fault_runs(faults: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         runs.append((f"{down.get('from')} crashed", down))
         if "return" in down:
             runs.append((f"{down.get('from')} back", down["return"]))
+    if "partialHolding" in faults:
+        runs.append((f"{faults['partialHolding'].get('node')} holds the gateway alone", faults["partialHolding"]))
+    if "keepalivedHangs" in faults:
+        runs.append((f"keepalived hangs on {faults['keepalivedHangs'].get('from')}", faults["keepalivedHangs"]))
     return [(title, run) for title, run in runs if run.get("series")]
 
 

@@ -36,6 +36,7 @@ from .plan import Plan, record_plan, stack_config, stack_name
 from .progress import Progress
 from .scenarios import Balance, Create, CreateAgain, DeleteRestores, DrainOne, RebootFault, Throughput, UserOwnedRules
 from .topology import CommandChange, LabCommand, Topology, read_topology
+from .vrrp_faults import KeepalivedHangs, PartialHolding, ReloadDuringElection
 
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
@@ -521,7 +522,9 @@ class Scenario:
         if settings.keepalived:
             quiet = QuietPeriodStart()
             checked = [RealServerDown(), RealServerKilled()] if settings.health_check else []
-            pair = [DirectorDown()] if settings.director.pair else []
+            pair: list[Lifecycle] = (
+                [DirectorDown(), PartialHolding(), KeepalivedHangs(), ReloadDuringElection()] if settings.director.pair else []
+            )
             return [
                 UserOwnedRules(),
                 Create(),
