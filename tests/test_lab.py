@@ -130,6 +130,26 @@ def test_the_backup_director_takes_over_and_the_first_returns_as_configured(ha_r
 
 
 @pytest.mark.lab
+def test_one_director_holds_every_floating_address_after_each_step(ha_report: dict[str, Any]) -> None:
+    steps = ha_report["floatingHolders"]
+    assert steps, "no step was checked"
+    for step in steps:
+        holders = step["holders"]
+        assert all(len(names) == 1 for names in holders.values()) and holders["vip"] == holders["gateway"], step
+
+
+@pytest.mark.lab
+def test_the_watchdog_mends_a_split_and_elections_with_reloads_do_not_split(ha_report: dict[str, Any]) -> None:
+    partial = ha_report["faults"]["partialHolding"]
+    assert partial["repairedSeconds"] > 0 and any("restarting keepalived" in line for line in partial["watchdog"]), partial["watchdog"]
+    hung = ha_report["faults"]["keepalivedHangs"]
+    assert hung["releasedSeconds"] > 0 and any("restarting keepalived" in line for line in hung["watchdog"]), hung["watchdog"]
+    assert hung["holdersAfter"]["vip"] == hung["holdersAfter"]["gateway"] and len(hung["holdersAfter"]["vip"]) == 1
+    storm = ha_report["faults"]["reloadDuringElection"]
+    assert storm["iterations"] > 0 and storm["splits"] == 0, storm["rounds"]
+
+
+@pytest.mark.lab
 def test_nothing_moves_while_nothing_is_broken(ha_report: dict[str, Any]) -> None:
     assert ha_report["faults"]["spuriousTransitions"] == 0, ha_report["faults"]["quietPeriod"]
     assert ha_report["faults"]["quietPeriod"]["seconds"] >= 150
