@@ -152,6 +152,8 @@ class KeepalivedHangs:
             stopped_at = time.time()
             took_at = _first_change(taking, True, after=stopped_at, timeout=WAIT_SECONDS)
             released_at = _first_change(giving, False, after=stopped_at, timeout=WAIT_SECONDS)
+            # Restarted, the preferred director takes the addresses back (a few seconds later).
+            taken_back_at = _first_change(giving, True, after=released_at, timeout=WAIT_SECONDS) if preempt else None
             holders, settled = settled_holding(run, cluster, state, within=SETTLE_SECONDS)
             time.sleep(SHARES_WINDOW_SECONDS)
         finally:
@@ -165,6 +167,7 @@ class KeepalivedHangs:
             "takeOverSeconds": _seconds(took_at, stopped_at),
             "releasedSeconds": _seconds(released_at, stopped_at),
             "heldTwiceSeconds": max(0.0, _seconds(released_at, took_at)),
+            "takenBackSeconds": _seconds(taken_back_at, stopped_at) if taken_back_at is not None else None,
             "boundSeconds": WATCHDOG_BOUND_SECONDS,
             "holdersAfter": holders,
             "settledSeconds": settled,
