@@ -52,6 +52,9 @@ SHARES_WINDOW_SECONDS = 8  # answers after a recovery, judged against the schedu
 WATCH_INTERVAL_SECONDS = 0.2
 WATCH_MAX_SECONDS = 1800
 QUIET_SECONDS = 150
+# How long a pair may take to have one director hold every floating address after a step: an
+# election (3 adverts and a skew) and keepalived's watchdog with room to spare.
+FLOATING_SETTLE_SECONDS = 30
 TRANSITION_PATTERN = "Entering (MASTER|BACKUP|FAULT) STATE|Removing service|Adding service"
 
 
@@ -239,7 +242,9 @@ def holder(run: Scenario, cluster: LabCluster, state: Converged) -> DirectorPeer
     return next(peer for peer in run.settings_of(state.config).directors if peer.name == name)
 
 
-def settled_holding(run: Scenario, cluster: LabCluster, state: Converged, *, within: float) -> tuple[dict[str, list[str]], float]:
+def settled_holding(
+    run: Scenario, cluster: LabCluster, state: Converged, *, within: float = FLOATING_SETTLE_SECONDS
+) -> tuple[dict[str, list[str]], float]:
     """The floating addresses' holders once each is held by one and the same director, or as
     they stand after `within` seconds; and how long that took."""
     started = time.monotonic()

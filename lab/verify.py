@@ -46,9 +46,6 @@ REQUEST_TIMEOUT_SECONDS = 10  # curl -m: one request to the VIP
 # A distribution check ends after this many requests without an answer: it has failed, and the
 # rest could each wait out the timeout (120 of them took 15 minutes once).
 GIVE_UP_AFTER_FAILURES = 10
-# How long a pair may take to have one director hold every floating address after a step: an
-# election (3 adverts and a skew) and keepalived's VRRP watchdog with room to spare.
-FLOATING_SETTLE_SECONDS = 30
 BOOT_PROFILE_SCRIPT = (
     "systemd-analyze time --no-pager; echo '--- blame'; systemd-analyze blame --no-pager | head -n 10; "
     "echo '--- cloud-init'; cloud-init analyze blame 2>/dev/null | head -n 12"
@@ -656,7 +653,7 @@ class Scenario:
     def check_floating(self, cluster: LabCluster, state: Converged, *, after: str) -> None:
         """A pair's invariant: each floating address (VIP, gateway) on exactly one director, the
         same one, within the bound an election or the VRRP watchdog needs."""
-        holders, waited = settled_holding(self, cluster, state, within=FLOATING_SETTLE_SECONDS)
+        holders, waited = settled_holding(self, cluster, state)
         split = split_holding(holders)
         self.report.floating_holders.append({"after": after, "holders": holders, "settledSeconds": waited})
         self.report.check(

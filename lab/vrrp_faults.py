@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 ELECTION_ITERATIONS = 6
 RELOADS_PER_ELECTION = 4
-SETTLE_SECONDS = 30  # an election and the watchdog with room to spare
 
 
 def watchdog_journal(run: Scenario, cluster: LabCluster, state: Converged, node: str, since: str) -> list[str]:
@@ -63,6 +62,12 @@ def _peers(run: Scenario, cluster: LabCluster, state: Converged) -> tuple[Direct
     assert settings.director.pair is not None
     first = holder(run, cluster, state)
     return first, next(peer for peer in settings.director.pair if peer != first)
+
+
+def _address_watch(cluster: LabCluster, state: Converged, node: str, address: object, *, what: str) -> Watch:
+    """Whether `node` has `address` on an interface, five times a second."""
+    test = f"ip -o -4 addr show | grep -qF ' {address}/'"
+    return Watch(cluster, state.topology.command(f"{node}-ready"), test, what=f"{node} holding {what}")
 
 
 def _first_change(watched: Watch, value: bool, *, after: float, timeout: float) -> float:
@@ -83,12 +88,7 @@ class PartialHolding:
         settings = run.settings_of(state.config)
         first, second = _peers(run, cluster, state)
         gateway = settings.director.internal_ip
-        watched = Watch(
-            cluster,
-            state.topology.command(f"{second.name}-ready"),
-            f"ip -o -4 addr show | grep -qF ' {gateway}/'",
-            what=f"{second.name} holding the gateway",
-        )
+        watched = _address_watch(cluster, state, second.name, gateway, what="the gateway")
         since = guest_clock(cluster, state, second.name)
         loop = RequestLoop(cluster, state.plan.outputs["vipUrl"], max_seconds=WAIT_SECONDS * 2)
         try:
@@ -134,12 +134,7 @@ class KeepalivedHangs:
         preempt = settings.director.vrrp.preempt if settings.director.vrrp else True
         test = holds_floating_test(settings)
         taking = Watch(cluster, state.topology.command(f"{second.name}-ready"), test, what=f"{second.name} holding the VIP and gateway")
-        giving = Watch(
-            cluster,
-            state.topology.command(f"{first.name}-ready"),
-            f"ip -o -4 addr show | grep -qF ' {settings.vip}/'",
-            what=f"{first.name} holding the VIP",
-        )
+        giving = _address_watch(cluster, state, first.name, settings.vip, what="the VIP")
         since = guest_clock(cluster, state, first.name)
         loop = RequestLoop(cluster, state.plan.outputs["vipUrl"], max_seconds=WAIT_SECONDS * 3)
         try:
@@ -154,7 +149,7 @@ class KeepalivedHangs:
             released_at = _first_change(giving, False, after=stopped_at, timeout=WAIT_SECONDS)
             # Restarted, the preferred director takes the addresses back (a few seconds later).
             taken_back_at = _first_change(giving, True, after=released_at, timeout=WAIT_SECONDS) if preempt else None
-            holders, settled = settled_holding(run, cluster, state, within=SETTLE_SECONDS)
+            holders, settled = settled_holding(run, cluster, state)
             time.sleep(SHARES_WINDOW_SECONDS)
         finally:
             answers = loop.stop()
@@ -216,7 +211,7 @@ class ReloadDuringElection:
             cluster.ns.forget(background)
             if restarted.returncode != 0:
                 raise run.failure(f"restarting keepalived on {holding.name} failed: {restarted.stderr.strip()}")
-            holders, settled = settled_holding(run, cluster, state, within=SETTLE_SECONDS)
+            holders, settled = settled_holding(run, cluster, state)
             rounds.append({"restarted": holding.name, "holders": holders, "settledSeconds": settled, "split": split_holding(holders)})
         journals = {name: watchdog_journal(run, cluster, state, name, clock) for name, clock in since.items()}
         restarts = sum(1 for lines in journals.values() for line in lines if "restarting keepalived" in line)
