@@ -25,6 +25,7 @@ from rich.table import Table
 from . import runs, tools
 from .accel import choose_accel
 from .cluster import CommandRun, LabCluster
+from .engine_verify import EngineScenario
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .plan import record_plan, stack_name
@@ -97,14 +98,24 @@ def command_verify(args: argparse.Namespace) -> int:
             return 2
     report_leftovers()
     with progress:
-        report = verify(
-            Path(args.config),
-            requests=args.requests,
-            log=log,
-            show=make_show(args.verbose),
-            second_stack=args.second_stack,
-            progress=progress,
-        )
+        if args.engine == "pulumi":
+            report = EngineScenario(
+                Path(args.config),
+                requests=args.requests,
+                log=log,
+                show=make_show(args.verbose),
+                cache_dir=DEFAULT_CACHE_DIR,
+                progress=progress,
+            ).run()
+        else:
+            report = verify(
+                Path(args.config),
+                requests=args.requests,
+                log=log,
+                show=make_show(args.verbose),
+                second_stack=args.second_stack,
+                progress=progress,
+            )
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
     checks.add_column("result")
@@ -247,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--json", help="write the report here")
     verify_parser.add_argument("--html", help="write a report to look at here (charts of the distribution and of the run's timeline)")
     verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
+    verify_parser.add_argument(
+        "--engine",
+        choices=("translation", "pulumi"),
+        default="translation",
+        help="pulumi: the real CLI and providers (scripts/build-engine); translation: the lab's own mirror of the provider",
+    )
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
     verify_parser.set_defaults(run=command_verify, tools=tools.LAB_PROGRAMS)
     up_parser = commands.add_parser("up", help="boot the cluster and leave it running")

@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import libvirt
 
 from .accel import Accel
-from .deployment import Change, Deployment
+from .deployment import PRIVATE_IMAGES, Change, Deployment, leftovers, provide_existing_pools
 from .guest import Guest
 from .image import BaseImage
 from .libvirtd import PrivateLibvirtd
@@ -87,7 +87,17 @@ class LabCluster:
         self.close()
 
     def start(self) -> list[Change]:
-        """The private daemon, then `up` of the plan: every libvirt object created, every domain started."""
+        """The private daemon, then `up` of the plan through the lab's translation: every libvirt
+        object created, every domain started."""
+        self.open()
+        assert self.connection is not None
+        self.deployment = Deployment(self.connection, work=self.workdir / "provider", lab_changes=self.domain_changes, log=self.log)
+        self.provide_pools(self.plan)
+        return self.up(self.plan, self.topology)
+
+    def open(self) -> None:
+        """The namespace and the private daemon, with the kernel and initrd the domains boot
+        (copied where the daemon's QEMU may read them) and the directory of console logs."""
         # libvirt runs QEMU as libvirt-qemu: it must reach the lab's kernel and console files.
         self.workdir.chmod(0o755)
         boot = self.workdir / "boot"
@@ -100,9 +110,13 @@ class LabCluster:
         self.ns.create()
         self.daemon.start()
         self.connection = self.daemon.connect()
-        self.deployment = Deployment(self.connection, work=self.workdir / "provider", lab_changes=self.domain_changes, log=self.log)
-        self.provided_pools = self.deployment.provide_existing_pools(self.plan, Path("/var/lib/libvirt/images"))
-        return self.up(self.plan, self.topology)
+
+    def provide_pools(self, plan: Plan) -> list[str]:
+        """The pools a stack expects the host to have (`lvs:image.pool`), made by the lab."""
+        assert self.connection is not None
+        provided = provide_existing_pools(self.connection, plan, Path(PRIVATE_IMAGES), log=self.log)
+        self.provided_pools += provided
+        return provided
 
     def domain_changes(self, domain_name: str, domain_type: str) -> LabDomainChanges:
         return LabDomainChanges(
@@ -119,25 +133,35 @@ class LabCluster:
         started = {change.name: change.done_at for change in changes if change.type == "Domain" and change.action == "create"}
         names = {resource.name: resource.inputs["name"] for resource in plan.of_type(DOMAIN) if resource.name in started}
         for resource_name, domain_name in names.items():
-            guest = Guest(
-                domain_name,
-                self.workdir / "guests" / domain_name,
-                self.ns,
-                console_log=self.workdir / "consoles" / f"{domain_name}.log",
-                is_running=partial(self._is_active, domain_name),
-                ssh_key=self.ssh_key,
-                log=self.log,
-            )
-            guest.mark_started(at=started[resource_name])
-            self.guests[domain_name] = guest
-            if self.progress is not None:
-                self.progress.watch_guest(domain_name, guest.console_log, guest.started_at)
+            self.watch(domain_name, started[resource_name])
         for domain_name in list(self.guests):
             if domain_name not in {guest.name for guest in topology.guests}:
                 del self.guests[domain_name]
                 if self.progress is not None:
                     self.progress.forget_guest(domain_name)
         return changes
+
+    def watch(self, domain_name: str, started_at: float) -> Guest:
+        """A guest the lab reaches and whose console it watches, started at `started_at`."""
+        guest = Guest(
+            domain_name,
+            self.workdir / "guests" / domain_name,
+            self.ns,
+            console_log=self.workdir / "consoles" / f"{domain_name}.log",
+            is_running=partial(self._is_active, domain_name),
+            ssh_key=self.ssh_key,
+            log=self.log,
+        )
+        guest.mark_started(at=started_at)
+        self.guests[domain_name] = guest
+        if self.progress is not None:
+            self.progress.watch_guest(domain_name, guest.console_log, guest.started_at)
+        return guest
+
+    def leftovers(self, plan: Plan) -> list[str]:
+        """The plan's libvirt objects the daemon still holds, found through its API."""
+        assert self.connection is not None
+        return leftovers(self.connection, plan)
 
     def _is_active(self, domain_name: str) -> bool:
         assert self.connection is not None
@@ -151,7 +175,7 @@ class LabCluster:
         assert self.deployment is not None
         changes = self.deployment.destroy()
         self.guests.clear()
-        return changes, self.deployment.leftovers(self.plan)
+        return changes, self.leftovers(self.plan)
 
     def wait_booted(self, timeout: float) -> dict[str, float]:
         """Each guest's own uptime when cloud-init reported it finished (the guests boot at
@@ -224,7 +248,7 @@ class LabCluster:
         second = Deployment(
             self.connection, work=self.workdir / "provider-second", lab_changes=self.domain_changes, log=self.log, start_domains=False
         )
-        return second, second.provide_existing_pools(plan, Path("/var/lib/libvirt/images"))
+        return second, provide_existing_pools(self.connection, plan, Path(PRIVATE_IMAGES), log=self.log)
 
     def remove_pools(self, names: list[str]) -> None:
         """Removes pools the lab itself provided (never one of a stack's)."""

@@ -25,6 +25,7 @@ from .plan import Plan, PlannedResource
 from .topology import CLOUD_INIT_DISK, DOMAIN, NETWORK, POOL, VOLUME, dependencies_among, resource_id
 
 Log = Callable[[str], None]
+PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
 LIBVIRT_TYPES = (POOL, VOLUME, CLOUD_INIT_DISK, NETWORK, DOMAIN)
 UPLOAD_CHUNK = 4 << 20  # utils_volume.go newVolumeUploader reads 4 MiB at a time
 
@@ -283,38 +284,6 @@ class Deployment:
             pool.delete(0)
             pool.undefine()
 
-    def provide_existing_pools(self, plan: Plan, directory: Path) -> list[str]:
-        """A stack that names an existing pool (`lvs:image.pool`) expects the host to have it:
-        the lab makes each such pool (a dir pool under `directory`) before `up`. Not the
-        stack's: destroy leaves them."""
-        created = {resource.inputs["name"] for resource in plan.of_type(POOL)}
-        wanted = {resource.inputs["pool"] for resource in plan.resources if resource.type in (VOLUME, CLOUD_INIT_DISK)}
-        existing = {pool.name() for pool in self.connection.listAllStoragePools(0)}
-        provided = sorted(wanted - created - existing)
-        for name in provided:
-            self._create_pool({"name": name, "type": "dir", "target": {"path": str(directory / name)}}, {})
-            self.log(f"libvirt: the lab provides the existing pool {name!r} the stack names")
-        return provided
-
-    # ---------------------------------------------------------------------------- inspection
-
-    def leftovers(self, plan: Plan) -> list[str]:
-        """The plan's libvirt objects the daemon still holds, found through its API."""
-        names: dict[str, set[str]] = {resource_type: set() for resource_type in LIBVIRT_TYPES}
-        for resource in plan.resources:
-            if resource.type in LIBVIRT_TYPES:
-                names[resource.type].add(resource.inputs["name"])
-        found = [f"domain {d.name()}" for d in self.connection.listAllDomains(0) if d.name() in names.get(DOMAIN, set())]
-        found += [f"network {n.name()}" for n in self.connection.listAllNetworks(0) if n.name() in names.get(NETWORK, set())]
-        volume_names = names.get(VOLUME, set()) | names.get(CLOUD_INIT_DISK, set())
-        for pool in self.connection.listAllStoragePools(0):
-            if pool.name() in names.get(POOL, set()):
-                found.append(f"pool {pool.name()}")
-            if pool.isActive():
-                pool.refresh(0)
-                found += [f"volume {pool.name()}/{v}" for v in pool.listVolumes() if v in volume_names]
-        return sorted(found)
-
 
 def _dependents(graph: dict[str, set[str]], roots: set[str]) -> set[str]:
     found: set[str] = set()
@@ -326,3 +295,38 @@ def _dependents(graph: dict[str, set[str]], roots: set[str]) -> set[str]:
                 found.add(other)
                 pending.append(other)
     return found
+
+
+def provide_existing_pools(connection: libvirt.virConnect, plan: Plan, directory: Path, *, log: Log) -> list[str]:
+    """A stack that names an existing pool (`lvs:image.pool`) expects the host to have it: the
+    lab makes each such pool (a dir pool under `directory`) before `up`. Not the stack's:
+    destroy leaves them."""
+    created = {resource.inputs["name"] for resource in plan.of_type(POOL)}
+    wanted = {resource.inputs["pool"] for resource in plan.resources if resource.type in (VOLUME, CLOUD_INIT_DISK)}
+    existing = {pool.name() for pool in connection.listAllStoragePools(0)}
+    provided = sorted(wanted - created - existing)
+    for name in provided:
+        inputs = {"name": name, "type": "dir", "target": {"path": str(directory / name)}}
+        pool = connection.storagePoolDefineXML(translation.pool_xml(inputs), 0)
+        pool.build(0)
+        pool.create(0)
+        log(f"libvirt: the lab provides the existing pool {name!r} the stack names")
+    return provided
+
+
+def leftovers(connection: libvirt.virConnect, plan: Plan) -> list[str]:
+    """The plan's libvirt objects the daemon still holds, found through its API."""
+    names: dict[str, set[str]] = {resource_type: set() for resource_type in LIBVIRT_TYPES}
+    for resource in plan.resources:
+        if resource.type in LIBVIRT_TYPES:
+            names[resource.type].add(resource.inputs["name"])
+    found = [f"domain {d.name()}" for d in connection.listAllDomains(0) if d.name() in names.get(DOMAIN, set())]
+    found += [f"network {n.name()}" for n in connection.listAllNetworks(0) if n.name() in names.get(NETWORK, set())]
+    volume_names = names.get(VOLUME, set()) | names.get(CLOUD_INIT_DISK, set())
+    for pool in connection.listAllStoragePools(0):
+        if pool.name() in names.get(POOL, set()):
+            found.append(f"pool {pool.name()}")
+        if pool.isActive():
+            pool.refresh(0)
+            found += [f"volume {pool.name()}/{v}" for v in pool.listVolumes() if v in volume_names]
+    return sorted(found)

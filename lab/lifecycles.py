@@ -190,7 +190,7 @@ class SecondStack:
             run.report.check("second stack: no bridge shared", len(set(bridges.values())) == len(bridges), str(bridges))
         finally:
             second.destroy()
-            left = second.leftovers(plan)
+            left = cluster.leftovers(plan)
             cluster.remove_pools(provided)
         run.report.check(f"second stack {stack}: destroy leaves none of its objects", left == [], str(left))
         now = cluster.libvirt_inventory()

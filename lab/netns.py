@@ -25,7 +25,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -218,9 +219,11 @@ class Namespace:
         timeout: float = 60,
         input: str | None = None,
         capture: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace and wait for it (bounded); text in and out."""
-        kw: dict[str, Any] = dict(timeout=timeout, text=True)
+        kw: dict[str, Any] = dict(timeout=timeout, text=True, env=env, cwd=cwd)
         if input is None:
             kw["stdin"] = subprocess.DEVNULL
         else:

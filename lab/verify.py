@@ -28,6 +28,7 @@ from components.config import ClusterSettings, parse_settings
 from . import runs
 from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
+from .deployment import PRIVATE_IMAGES
 from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled, settled_holding, split_holding
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .libvirtd import PrivateLibvirtd
@@ -41,7 +42,6 @@ from .vrrp_faults import KeepalivedHangs, PartialHolding, ReloadDuringElection
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
 APPLY_PARALLELISM = 10  # independent Commands at once, as `pulumi up` steps them; more than any stack here has ready together
-PRIVATE_IMAGES = "/var/lib/libvirt/images"  # inside the lab daemon's mount namespace
 REQUEST_TIMEOUT_SECONDS = 10  # curl -m: one request to the VIP
 # A distribution check ends after this many requests without an answer: it has failed, and the
 # rest could each wait out the timeout (120 of them took 15 minutes once).
@@ -86,9 +86,11 @@ class Report:
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: str = "libvirt"
-    # The real Pulumi engine cannot be built here (README): the lab's translation of the
-    # provider drives libvirt instead.
+    # "translation" (the lab's own mirror of the provider drives libvirt), or the real CLI's
+    # version ("pulumi v3.259.0"), its resource plugins and each operation as it counted it.
     engine: str = "translation"
+    plugins: dict[str, str] = field(default_factory=dict)
+    engine_operations: list[dict[str, Any]] = field(default_factory=list)
     substitutions: list[dict[str, str]] = field(default_factory=list)
     libvirt_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     left_after_destroy: list[str] | None = None
@@ -118,6 +120,7 @@ class Report:
         document["bootProfile"] = document.pop("boot_profile")
         document["consolesKept"] = document.pop("consoles_kept")
         document["floatingHolders"] = document.pop("floating_holders")
+        document["engineOperations"] = document.pop("engine_operations")
         return document
 
 

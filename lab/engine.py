@@ -1,0 +1,211 @@
+"""The real Pulumi engine, run as a user runs it.
+
+`find_engine` takes a `pulumi` already on PATH as it is (a user's machine, with its own
+plugins), else the engine `scripts/build-engine` built from source (cached by version). An
+`EngineStack` runs the CLI on one stack inside the lab's network namespace, where the cluster's
+networks are: a file backend and passphrase secrets in the run's directory, `pulumi stack init`,
+`pulumi config set`, then `preview`, `up`, `refresh`, `destroy`. Every operation's counts are the
+engine's own: read from the event log it writes (`--event-log`), never from the lab's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .netns import Namespace
+
+Log = Callable[[str], None]
+REPO = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO / "scripts" / "build-engine"
+# The plugins the program's SDK packages ask for (requirements.txt pins them).
+PLUGINS = {"libvirt": "0.5.4", "command": "1.2.1"}
+# What `changes` counts, from the engine's summary (its OpType names).
+CHANGE_KINDS = ("create", "update", "replace", "delete", "same")
+OPERATION_TIMEOUT_SECONDS = 1800
+PASSPHRASE = "lvs-lab"  # the run's own secrets provider; its state is removed with the run
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Pulumi CLI and where its plugins come from."""
+
+    pulumi: Path
+    origin: str  # "built" (scripts/build-engine) or "PATH"
+    # Built engine: plugin binaries the run installs into its own PULUMI_HOME. A user's own
+    # engine: none, its home is used as it is.
+    plugin_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.pulumi.parent
+
+
+def find_engine(*, log: Log, build_script: Path = BUILD_SCRIPT) -> Engine:
+    """A `pulumi` on PATH that is not this project's own build, else the built engine (built now
+    when the cache has none: scripts/build-engine shows its progress)."""
+    on_path = shutil.which("pulumi")
+    if on_path is not None and "/lvs-cluster/engine/" not in str(Path(on_path).resolve()):
+        return Engine(Path(on_path), "PATH")
+    result = subprocess.run(["bash", str(build_script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise EngineError("no Pulumi engine: scripts/build-engine failed (its message is above)")
+    directory = Path(result.stdout.strip().splitlines()[-1])
+    log(f"engine: {directory}")
+    return Engine(
+        directory / "bin" / "pulumi",
+        "built",
+        {name: directory / "plugins" / f"resource-{name}-v{version}" / f"pulumi-resource-{name}" for name, version in PLUGINS.items()},
+    )
+
+
+@dataclass
+class Operation:
+    """One CLI operation as the engine accounted for it."""
+
+    operation: str  # preview, up, refresh, destroy
+    seconds: float
+    changes: dict[str, int]
+    # Every resource step the engine announced: urn, type, op (create, update, same, …).
+    steps: list[dict[str, Any]]
+    ok: bool
+    output: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"operation": self.operation, "seconds": self.seconds, "changes": self.changes}
+
+    def changed(self) -> list[str]:
+        """Each step that is not `same`: "op name [diffs]", for a check's detail."""
+        return [f"{s['op']} {s['urn'].split('::')[-1]} {s['diffs']}" for s in self.steps if s["op"] not in ("same", "read")]
+
+
+def read_event_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]], float | None]:
+    """The engine's summary counts, its resource steps and its own duration, from an event log
+    (one JSON engine event per line)."""
+    counts: dict[str, int] = {}
+    steps: list[dict[str, Any]] = []
+    duration: float | None = None
+    if not path.exists():
+        return {kind: 0 for kind in CHANGE_KINDS}, steps, None
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        if "summaryEvent" in event:
+            summary = event["summaryEvent"]
+            counts = {str(kind): int(number) for kind, number in (summary.get("resourceChanges") or {}).items()}
+            duration = summary.get("durationSeconds")
+        elif "resourcePreEvent" in event:
+            metadata = event["resourcePreEvent"]["metadata"]
+            steps.append(
+                {
+                    "urn": metadata["urn"],
+                    "type": metadata["type"],
+                    "op": metadata["op"],
+                    "inputs": ((metadata.get("new") or {}).get("inputs")) or {},
+                    "diffs": metadata.get("diffs") or [],
+                }
+            )
+    return {kind: counts.get(kind, 0) for kind in CHANGE_KINDS}, steps, duration
+
+
+class EngineStack:
+    """One stack of a Pulumi project, driven through the CLI inside `namespace`."""
+
+    def __init__(self, engine: Engine, project: Path, stack: str, *, namespace: Namespace, state: Path, log: Log) -> None:
+        self.engine = engine
+        self.project = project
+        self.stack = stack
+        self.namespace = namespace
+        self.state = state
+        self.log = log
+        self.operations: list[Operation] = []
+        (state / "backend").mkdir(parents=True, exist_ok=True)
+        self.home = state / "home" if engine.origin == "built" else None
+        self.env = {
+            **os.environ,
+            "PULUMI_BACKEND_URL": f"file://{state / 'backend'}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            # --event-log (the engine's own account of each step) is offered under this switch, as the Automation API uses it.
+            "PULUMI_DEBUG_COMMANDS": "true",
+            # The language host beside the CLI; the program's venv (its python) from Pulumi.yaml.
+            "PATH": f"{engine.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+        if self.home is not None:
+            self.env["PULUMI_HOME"] = str(self.home)
+
+    # ------------------------------------------------------------ set-up, as the README says
+
+    def install_plugins(self) -> None:
+        """The built plugins into the run's own PULUMI_HOME, from their files: never a download."""
+        for name, binary in self.engine.plugin_files.items():
+            self.cli(["plugin", "install", "resource", name, PLUGINS[name], "--file", str(binary)], timeout=120)
+
+    def init(self) -> None:
+        self.cli(["stack", "init", self.stack])
+
+    def config_set(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
+        """`pulumi config set`, the value on stdin as the README's private key is."""
+        flags = [*(["--secret"] if secret else []), *(["--path"] if path else [])]
+        self.cli(["config", "set", *flags, key, "--stack", self.stack], input=value)
+
+    def output(self, name: str) -> Any:
+        result = self.cli(["stack", "output", name, "--json", "--show-secrets", "--stack", self.stack])
+        return json.loads(result.stdout)
+
+    def versions(self) -> tuple[str, dict[str, str]]:
+        """The CLI's version and the resource plugins it has, in its own words."""
+        version = self.cli(["version"]).stdout.strip()
+        listed = json.loads(self.cli(["plugin", "ls", "--json"]).stdout or "[]")
+        plugins = {entry["name"]: entry["version"] for entry in listed if entry.get("kind") == "resource" and entry["name"] in PLUGINS}
+        return f"pulumi {version}", plugins
+
+    # ------------------------------------------------------------ operations
+
+    def preview(self, *, expect_no_changes: bool = False) -> Operation:
+        return self.operate("preview", ["preview", *(["--expect-no-changes"] if expect_no_changes else [])])
+
+    def up(self, *extra: str) -> Operation:
+        return self.operate("up", ["up", "--yes", "--skip-preview", *extra])
+
+    def refresh(self) -> Operation:
+        return self.operate("refresh", ["refresh", "--yes", "--skip-preview"])
+
+    def destroy(self) -> Operation:
+        return self.operate("destroy", ["destroy", "--yes", "--skip-preview"])
+
+    def operate(self, name: str, args: Sequence[str]) -> Operation:
+        events = self.state / f"events-{len(self.operations) + 1:02d}-{name}.jsonl"
+        started = time.monotonic()
+        result = self.cli([*args, "--stack", self.stack, "--non-interactive", "--event-log", str(events)], check=False)
+        wall = time.monotonic() - started
+        changes, steps, duration = read_event_log(events)
+        output = result.stdout + result.stderr
+        (self.state / f"{events.stem}.out").write_text(output)
+        operation = Operation(name, round(duration if duration is not None else wall, 1), changes, steps, result.returncode == 0, output)
+        self.operations.append(operation)
+        self.log(f"engine: {name}: {'ok' if operation.ok else 'FAILED'} in {operation.seconds} s, {changes}")
+        return operation
+
+    def cli(
+        self, args: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = OPERATION_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
+        """The CLI in the project's directory, inside the namespace (where the Commands reach the nodes)."""
+        argv = [str(self.engine.pulumi), *args]
+        result = self.namespace.run(argv, check=False, env=self.env, cwd=self.project, input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise EngineError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+        return result
