@@ -15,26 +15,16 @@ Every count in `engineOperations` is the engine's own (its event log).
 from __future__ import annotations
 
 import copy
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-from . import runs
-from .accel import choose_accel
 from .cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
 from .engine import EngineStack, Operation, find_engine
 from .engine_program import DomainAdditions, write_project
-from .image import ensure_image
-from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, changed
-from .plan import record_plan
 from .scenarios import Balance
-from .topology import read_topology
-from .verify import BOOT_TIMEOUT_SECONDS, Report, Scenario, StepFailedError, effective_accel, keep_consoles, lab_config
+from .verify import BOOT_TIMEOUT_SECONDS, Scenario, StepFailedError
 
 COMMAND = "command:remote:Command"
 # terraform-provider-libvirt v0.8.1 reads a CloudInitDisk back right after uploading it; under
@@ -76,96 +66,54 @@ class EngineScenario(Scenario):
     """The scenario through the real CLI; the units it shares with the translation's run the
     same checks on the cluster the engine built."""
 
-    def run(self) -> Report:
+    def body(self, workdir: Path, namespace: str) -> None:
         report = self.report
-        workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-{self.stack}-"))
-        namespace = f"lvslab-{os.getpid()}"
-        record = runs.register("verify", namespace, workdir)
-        try:
-            with self.step("engine"):
-                engine = find_engine(log=self.log)
-            with self.step("image"):
-                image = ensure_image(self.cache_dir, log=self.log)
-                report.image = {"path": str(image.root_disk), "built": image.built, "seconds": round(image.build_seconds, 1)}
-            with self.step("accelerator"):
-                accel = choose_accel(image.kernel, remembered=self.cache_dir / "accel.json")
-            key = workdir / "id_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-            config, report.substitutions = lab_config(
-                self.config_path,
-                key.with_suffix(".pub").read_text().strip(),
-                key.read_text(),
-                image=image.root_disk,
-                libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
-                accel=accel,
+        with self.step("engine"):
+            engine = find_engine(log=self.log)
+        prepared = self.prepare(workdir, engine_substitutions)
+        config = prepared.config
+        with self.lab_cluster(prepared, workdir, namespace) as cluster:
+            cluster.open()
+            report.substitutions += [
+                {
+                    "what": f"storage pool {name}",
+                    "declared": "lvs:image.pool: an existing pool",
+                    "lab": "created by the lab",
+                    "reason": "the stack expects it on the host",
+                }
+                for name in cluster.provide_pools(prepared.plan)
+            ]
+            assert cluster.boot is not None
+            additions = DomainAdditions(
+                kernel=str(cluster.boot.kernel),
+                initrd=str(cluster.boot.initrd),
+                cmdline=cluster.boot.cmdline,
+                consoles=str(workdir / "consoles"),
+                tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if config["lvs:domainType"] == "qemu" else None,
             )
-            self.accel = accel = effective_accel(config, accel)
-            report.accel, report.accel_reason = accel.name, accel.reason
-            report.substitutions += engine_substitutions(config["lvs:domainType"])
-            self.config = config
-            # The program's own plan (mock engine): which nodes exist and how the lab reaches them.
-            plan = record_plan(config, stack=self.stack)
-            topology = read_topology(plan)
-            with LabCluster(
-                plan,
-                topology,
-                image=image,
-                workdir=workdir,
-                ssh_key=key,
-                namespace=namespace,
-                log=self.log,
-                accel=accel,
-                progress=self.progress,
-            ) as cluster:
-                cluster.open()
-                report.substitutions += [
-                    {
-                        "what": f"storage pool {name}",
-                        "declared": "lvs:image.pool: an existing pool",
-                        "lab": "created by the lab",
-                        "reason": "the stack expects it on the host",
-                    }
-                    for name in cluster.provide_pools(plan)
-                ]
-                assert cluster.boot is not None
-                additions = DomainAdditions(
-                    kernel=str(cluster.boot.kernel),
-                    initrd=str(cluster.boot.initrd),
-                    cmdline=cluster.boot.cmdline,
-                    consoles=str(workdir / "consoles"),
-                    tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if config["lvs:domainType"] == "qemu" else None,
-                )
-                project = write_project(workdir / "project", self.config_path, additions)
-                stack = EngineStack(engine, project, self.stack, namespace=cluster.ns, state=workdir / "engine", log=self.log)
-                with self.step("stack init (as the README says)"):
-                    stack.install_plugins()
-                    report.engine, report.plugins = stack.versions()
-                    report.notes.append(f"engine: {report.engine} ({engine.origin}: {engine.pulumi})")
-                    stack.init()
-                    self.configure(stack, config, key)
-                try:
-                    self.exercise_engine(cluster, stack, Converged(config, plan, topology))
-                finally:
-                    report.engine_operations = [operation.as_json() for operation in stack.operations]
-                    if not any(operation.operation == "destroy" and operation.ok for operation in stack.operations):
-                        self.log("engine: destroying what is left")
-                        stack.destroy()
-                    cluster.remove_pools(cluster.provided_pools)
-        except Exception as error:
-            runs.raise_if_stopped()
-            detail = str(error) if isinstance(error, StepFailedError) else f"{type(error).__name__}: {error}"
-            report.check("scenario", False, detail)
-            report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
-            if report.consoles_kept and (workdir / "engine").is_dir():
-                # The engine's own account of each operation: its event logs and output.
-                shutil.copytree(workdir / "engine", Path(report.consoles_kept) / "engine", ignore=shutil.ignore_patterns("home", "backend"))
-        finally:
-            runs.clean(record, self.log)
-            report.timings["total_s"] = round(time.monotonic() - self.started, 1)
-        report.ok = bool(report.checks) and all(check["ok"] for check in report.checks)
-        return report
+            project = write_project(workdir / "project", self.config_path, additions)
+            stack = EngineStack(engine, project, self.stack, namespace=cluster.ns, state=workdir / "engine", log=self.log)
+            with self.step("stack init (as the README says)"):
+                stack.install_plugins()
+                report.engine, report.plugins = stack.versions()
+                report.notes.append(f"engine: {report.engine} ({engine.origin}: {engine.pulumi})")
+                stack.init()
+                self.configure(stack, prepared.key)
+            try:
+                self.exercise_engine(cluster, stack, Converged(config, prepared.plan, prepared.topology))
+            finally:
+                report.engine_operations = [operation.as_json() for operation in stack.operations]
+                if not any(operation.operation == "destroy" and operation.ok for operation in stack.operations):
+                    self.log("engine: destroying what is left")
+                    stack.destroy()
+                cluster.remove_pools(cluster.provided_pools)
 
-    def configure(self, stack: EngineStack, config: dict[str, Any], key: Path) -> None:
+    def keep_on_failure(self, workdir: Path, kept: Path) -> None:
+        """The engine's own account of each operation: its event logs and output."""
+        if (workdir / "engine").is_dir():
+            shutil.copytree(workdir / "engine", kept / "engine", ignore=shutil.ignore_patterns("home", "backend"))
+
+    def configure(self, stack: EngineStack, key: Path) -> None:
         """The README's `pulumi config set` lines (the private key from its file, as a secret),
         then the lab's substitutions as stack config."""
         stack.config_set("lvs:sshPublicKey", key.with_suffix(".pub").read_text().strip())

@@ -30,7 +30,7 @@ from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
 from .deployment import PRIVATE_IMAGES
 from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled, settled_holding, split_holding
-from .image import DEFAULT_CACHE_DIR, ensure_image
+from .image import DEFAULT_CACHE_DIR, BaseImage, ensure_image
 from .libvirtd import PrivateLibvirtd
 from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
 from .plan import Plan, record_plan, stack_config, stack_name
@@ -126,6 +126,17 @@ class Report:
 
 class StepFailedError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run's inputs: the image, its key pair, the stack's config as the lab sets it, the plan."""
+
+    image: BaseImage
+    key: Path
+    config: dict[str, Any]
+    plan: Plan
+    topology: Topology
 
 
 def lab_config(
@@ -419,54 +430,21 @@ class Scenario:
         return [line for line in result.stdout.splitlines() if line.strip()]
 
     def run(self) -> Report:
+        """The scenario in a work directory and namespace of its own, always torn down; a failed
+        run keeps what explains it (`keep_on_failure`)."""
         report = self.report
         workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-{self.stack}-"))
         namespace = f"lvslab-{os.getpid()}"
         record = runs.register("verify", namespace, workdir)
         try:
-            with self.step("image"):
-                image = ensure_image(self.cache_dir, log=self.log)
-                report.image = {"path": str(image.root_disk), "built": image.built, "seconds": round(image.build_seconds, 1)}
-                report.timings["image_s"] = round(image.build_seconds, 1)
-            with self.step("accelerator"):
-                accel = choose_accel(image.kernel, remembered=self.cache_dir / "accel.json")
-                report.timings["accel_probe_s"] = round(accel.probe_seconds, 1)
-            key = workdir / "id_ed25519"
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-            config, report.substitutions = lab_config(
-                self.config_path,
-                key.with_suffix(".pub").read_text().strip(),
-                key.read_text(),
-                image=image.root_disk,
-                libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
-                accel=accel,
-            )
-            self.accel = accel = effective_accel(config, accel)
-            report.accel, report.accel_reason = accel.name, accel.reason
-            self.log(f"accelerator: {accel.name} ({accel.reason})")
-            report.substitutions += domain_substitutions(config["lvs:domainType"])
-            self.config = config
-            settings = model(config, self.stack)
-            with self.step("plan"):
-                plan = record_plan(config, stack=self.stack)
-                topology = read_topology(plan)
-            with LabCluster(
-                plan,
-                topology,
-                image=image,
-                workdir=workdir,
-                ssh_key=key,
-                namespace=namespace,
-                log=self.log,
-                accel=accel,
-                progress=self.progress,
-            ) as cluster:
-                self.exercise(cluster, plan, topology, config, settings)
+            self.body(workdir, namespace)
         except Exception as error:
             runs.raise_if_stopped()  # a stop that surfaced as another error is still a stop
             detail = str(error) if isinstance(error, StepFailedError) else f"{type(error).__name__}: {error}"
             report.check("scenario", False, detail)
             report.consoles_kept = keep_consoles(workdir, self.cache_dir, namespace)
+            if report.consoles_kept:
+                self.keep_on_failure(workdir, Path(report.consoles_kept))
         finally:
             # Whatever the cluster's own teardown missed, the record names.
             runs.clean(record, self.log)
@@ -474,6 +452,59 @@ class Scenario:
             report.timings.update(floor_timings(report.timings, os.cpu_count() or 1))
         report.ok = bool(report.checks) and all(check["ok"] for check in report.checks)
         return report
+
+    def keep_on_failure(self, workdir: Path, kept: Path) -> None:
+        """What else a failed run keeps beside the consoles."""
+
+    def body(self, workdir: Path, namespace: str) -> None:
+        prepared = self.prepare(workdir, domain_substitutions)
+        with self.lab_cluster(prepared, workdir, namespace) as cluster:
+            self.exercise(cluster, prepared.plan, prepared.topology, prepared.config, model(prepared.config, self.stack))
+
+    def prepare(self, workdir: Path, domain_additions: Callable[[str], list[dict[str, str]]]) -> Prepared:
+        """The image, the accelerator, the run's key pair, the stack's config with the lab's
+        substitutions (and `domain_additions`, what the lab adds to each domain), and the plan."""
+        report = self.report
+        with self.step("image"):
+            image = ensure_image(self.cache_dir, log=self.log)
+            report.image = {"path": str(image.root_disk), "built": image.built, "seconds": round(image.build_seconds, 1)}
+            report.timings["image_s"] = round(image.build_seconds, 1)
+        with self.step("accelerator"):
+            accel = choose_accel(image.kernel, remembered=self.cache_dir / "accel.json")
+            report.timings["accel_probe_s"] = round(accel.probe_seconds, 1)
+        key = workdir / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
+        config, report.substitutions = lab_config(
+            self.config_path,
+            key.with_suffix(".pub").read_text().strip(),
+            key.read_text(),
+            image=image.root_disk,
+            libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
+            accel=accel,
+        )
+        self.accel = accel = effective_accel(config, accel)
+        report.accel, report.accel_reason = accel.name, accel.reason
+        self.log(f"accelerator: {accel.name} ({accel.reason})")
+        report.substitutions += domain_additions(config["lvs:domainType"])
+        self.config = config
+        with self.step("plan"):
+            # The program's own plan (mock engine): which nodes exist and how the lab reaches them.
+            plan = record_plan(config, stack=self.stack)
+            topology = read_topology(plan)
+        return Prepared(image, key, config, plan, topology)
+
+    def lab_cluster(self, prepared: Prepared, workdir: Path, namespace: str) -> LabCluster:
+        return LabCluster(
+            prepared.plan,
+            prepared.topology,
+            image=prepared.image,
+            workdir=workdir,
+            ssh_key=prepared.key,
+            namespace=namespace,
+            log=self.log,
+            accel=self.accel,
+            progress=self.progress,
+        )
 
     def exercise(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
         report = self.report
