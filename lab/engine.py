@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .netns import Namespace
 
 Log = Callable[[str], None]
@@ -29,6 +31,7 @@ BUILD_SCRIPT = REPO / "scripts" / "build-engine"
 PLUGINS = {"libvirt": "0.5.4", "command": "1.2.1"}
 # What `changes` counts, from the engine's summary (its OpType names).
 CHANGE_KINDS = ("create", "update", "replace", "delete", "same")
+UNCHANGED = ("same", "read", "refresh")
 OPERATION_TIMEOUT_SECONDS = 1800
 PASSPHRASE = "lvs-lab"  # the run's own secrets provider; its state is removed with the run
 
@@ -81,49 +84,84 @@ class Operation:
     steps: list[dict[str, Any]]
     ok: bool
     output: str
+    started: float | None = None  # the engine's first event (whole seconds since the epoch)
 
     def as_json(self) -> dict[str, Any]:
         return {"operation": self.operation, "seconds": self.seconds, "changes": self.changes}
 
     def changed(self) -> list[str]:
         """Each step that is not `same`: "op name [diffs]", for a check's detail."""
-        return [f"{s['op']} {s['urn'].split('::')[-1]} {s['diffs']}" for s in self.steps if s["op"] not in ("same", "read")]
+        return [f"{s['op']} {s['name']} {s['diffs']}" for s in self.steps if s["op"] not in UNCHANGED]
+
+    def named(self, *ops: str, type_prefix: str = "") -> list[str]:
+        """The resource names of the steps with one of `ops`, of types starting with `type_prefix`, sorted."""
+        return sorted(s["name"] for s in self.steps if s["op"] in ops and s["type"].startswith(type_prefix))
+
+    def step(self, name: str, op: str) -> dict[str, Any]:
+        return next(s for s in self.steps if s["name"] == name and s["op"] == op)
+
+    def finished_after_start(self, steps: list[dict[str, Any]]) -> float:
+        """Seconds from the operation's first event to the last of `steps` ending."""
+        ends = [s["end"] for s in steps if s["end"] is not None]
+        return float(max(ends) - self.started) if ends and self.started is not None else 0.0
 
 
-def read_event_log(path: Path) -> tuple[dict[str, int], list[dict[str, Any]], float | None]:
-    """The engine's summary counts, its resource steps and its own duration, from an event log
-    (one JSON engine event per line)."""
+@dataclass
+class EventLog:
+    """What the engine wrote of one operation: its summary counts and duration, and each
+    resource step with when it began and ended (the events' sequence numbers order them; their
+    timestamps are whole seconds)."""
+
+    counts: dict[str, int]
+    steps: list[dict[str, Any]]
+    duration: float | None
+    started: float | None  # the first event's timestamp
+
+
+def read_event_log(path: Path) -> EventLog:
+    """An engine event log: one JSON engine event per line (`--event-log`)."""
     counts: dict[str, int] = {}
-    steps: list[dict[str, Any]] = []
+    steps: dict[tuple[str, str], dict[str, Any]] = {}
     duration: float | None = None
-    if not path.exists():
-        return {kind: 0 for kind in CHANGE_KINDS}, steps, None
-    for line in path.read_text().splitlines():
+    started: float | None = None
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in lines:
         if not line.strip():
             continue
         event = json.loads(line)
+        if started is None:
+            started = event.get("timestamp")
         if "summaryEvent" in event:
             summary = event["summaryEvent"]
             counts = {str(kind): int(number) for kind, number in (summary.get("resourceChanges") or {}).items()}
             duration = summary.get("durationSeconds")
         elif "resourcePreEvent" in event:
             metadata = event["resourcePreEvent"]["metadata"]
-            steps.append(
-                {
-                    "urn": metadata["urn"],
-                    "type": metadata["type"],
-                    "op": metadata["op"],
-                    "inputs": ((metadata.get("new") or {}).get("inputs")) or {},
-                    "diffs": metadata.get("diffs") or [],
-                }
-            )
-    return {kind: counts.get(kind, 0) for kind in CHANGE_KINDS}, steps, duration
+            steps[(metadata["urn"], metadata["op"])] = {
+                "urn": metadata["urn"],
+                "name": metadata["urn"].split("::")[-1],
+                "type": metadata["type"],
+                "op": metadata["op"],
+                "inputs": ((metadata.get("new") or {}).get("inputs")) or {},
+                "diffs": metadata.get("diffs") or [],
+                "start": event["timestamp"],
+                "startSequence": event["sequence"],
+                "end": None,
+                "endSequence": None,
+            }
+        elif "resOutputsEvent" in event:
+            metadata = event["resOutputsEvent"]["metadata"]
+            step = steps.get((metadata["urn"], metadata["op"]))
+            if step is not None:
+                step["end"], step["endSequence"] = event["timestamp"], event["sequence"]
+    return EventLog({kind: counts.get(kind, 0) for kind in CHANGE_KINDS}, list(steps.values()), duration, started)
 
 
 class EngineStack:
-    """One stack of a Pulumi project, driven through the CLI inside `namespace`."""
+    """One stack of a Pulumi project, driven through the CLI inside `namespace` (where the
+    cluster's networks are; None: here)."""
 
-    def __init__(self, engine: Engine, project: Path, stack: str, *, namespace: Namespace, state: Path, log: Log) -> None:
+    def __init__(self, engine: Engine, project: Path, stack: str, *, namespace: Namespace | None, state: Path, log: Log) -> None:
         self.engine = engine
         self.project = project
         self.stack = stack
@@ -162,6 +200,18 @@ class EngineStack:
         flags = [*(["--secret"] if secret else []), *(["--path"] if path else [])]
         self.cli(["config", "set", *flags, key, "--stack", self.stack], input=value)
 
+    def write_config(self, config: dict[str, Any]) -> None:
+        """The stack file edited as a user edits it (say, one more web node in `lvs:webServers`):
+        every key of `config` written as it is, except the secrets already in the file, which
+        stay as `pulumi config set --secret` encrypted them."""
+        path = self.project / f"Pulumi.{self.stack}.yaml"
+        document = yaml.safe_load(path.read_text())
+        written = document.setdefault("config", {})
+        for key, value in config.items():
+            if not (isinstance(written.get(key), dict) and "secure" in written[key]):
+                written[key] = value
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+
     def output(self, name: str) -> Any:
         result = self.cli(["stack", "output", name, "--json", "--show-secrets", "--stack", self.stack])
         return json.loads(result.stdout)
@@ -192,12 +242,13 @@ class EngineStack:
         started = time.monotonic()
         result = self.cli([*args, "--stack", self.stack, "--non-interactive", "--event-log", str(events)], check=False)
         wall = time.monotonic() - started
-        changes, steps, duration = read_event_log(events)
+        log = read_event_log(events)
         output = result.stdout + result.stderr
         (self.state / f"{events.stem}.out").write_text(output)
-        operation = Operation(name, round(duration if duration is not None else wall, 1), changes, steps, result.returncode == 0, output)
+        seconds = round(log.duration if log.duration is not None else wall, 1)
+        operation = Operation(name, seconds, log.counts, log.steps, result.returncode == 0, output, log.started)
         self.operations.append(operation)
-        self.log(f"engine: {name}: {'ok' if operation.ok else 'FAILED'} in {operation.seconds} s, {changes}")
+        self.log(f"engine: {name}: {'ok' if operation.ok else 'FAILED'} in {operation.seconds} s, {log.counts}")
         return operation
 
     def cli(
@@ -205,7 +256,10 @@ class EngineStack:
     ) -> subprocess.CompletedProcess[str]:
         """The CLI in the project's directory, inside the namespace (where the Commands reach the nodes)."""
         argv = [str(self.engine.pulumi), *args]
-        result = self.namespace.run(argv, check=False, env=self.env, cwd=self.project, input=input, timeout=timeout)
+        if self.namespace is None:  # a program that reaches no node
+            result = subprocess.run(argv, env=self.env, cwd=self.project, input=input, timeout=timeout, text=True, capture_output=True)
+        else:
+            result = self.namespace.run(argv, check=False, env=self.env, cwd=self.project, input=input, timeout=timeout)
         if check and result.returncode != 0:
             raise EngineError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
         return result

@@ -15,6 +15,7 @@ Every count in `engineOperations` is the engine's own (its event log).
 from __future__ import annotations
 
 import copy
+import ipaddress
 import shutil
 import time
 from pathlib import Path
@@ -22,11 +23,12 @@ from pathlib import Path
 from .cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
 from .engine import EngineStack, Operation, find_engine
 from .engine_program import DomainAdditions, write_project
-from .lifecycles import Converged, changed
+from .lifecycles import REQUEST_INTERVAL_SECONDS, REQUESTS_DURING_SCALE_IN, REQUESTS_FLOWING_SECONDS, Converged, changed, extra_web_server
 from .scenarios import Balance
 from .verify import BOOT_TIMEOUT_SECONDS, Scenario, StepFailedError
 
 COMMAND = "command:remote:Command"
+DOMAIN = "libvirt:index/domain:Domain"
 # terraform-provider-libvirt v0.8.1 reads a CloudInitDisk back right after uploading it; under
 # load the read finds the ISO incomplete, or the pool refresh before the upload times out.
 PROVIDER_RACES = ("error initializing ISO reader: corrupted-image", "timeout while waiting for state to become 'success'")
@@ -149,6 +151,7 @@ class EngineScenario(Scenario):
             boots = cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
             report.timings["clusterReadySeconds"] = up.seconds
+            report.timings["engine"] = self.phases(up, cluster)
             self.check_libvirt_objects(cluster)
         uuids, boot_ids = cluster.domain_uuids(), self.boot_ids(cluster, state)
         with self.step("pulumi preview --expect-no-changes"):
@@ -165,11 +168,14 @@ class EngineScenario(Scenario):
         report.check(
             "no domain replaced, no guest rebooted", (cluster.domain_uuids(), self.boot_ids(cluster, state)) == (uuids, boot_ids), ""
         )
+        with self.step("scale out through the engine"):
+            grown = self.scale_out(cluster, stack, state)
+        with self.step("scale in through the engine, under load"):
+            state = self.scale_in(cluster, stack, grown, state)
         with self.step("pulumi refresh"):
             refresh = self.operate(stack, "refresh", stack.refresh())
-            report.notes.append(
-                f"refresh: {refresh.changes}; changed: {sorted({(s['type'], s['op']) for s in refresh.steps if s['op'] != 'same'})}"
-            )
+            # Refresh steps are "refresh"; what the engine found drifted it counts as update or delete.
+            report.notes.append(f"refresh: {refresh.changes}, drifted: {refresh.changed()}")
         with self.step("pulumi destroy"):
             destroy = self.operate(stack, "destroy", stack.destroy())
             cluster.guests.clear()
@@ -183,7 +189,7 @@ class EngineScenario(Scenario):
                 "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
             )
 
-    def up_as_a_user_would(self, stack: EngineStack) -> Operation:
+    def up_as_a_user_would(self, stack: EngineStack, *, name: str = "up") -> Operation:
         """`pulumi up`, and once more if it failed where the provider is known to fail at random
         (a CloudInitDisk read back while libvirt still writes it: terraform-provider-libvirt #973),
         as the README tells a user to do. Both attempts are in engineOperations and the notes."""
@@ -191,7 +197,92 @@ class EngineScenario(Scenario):
         if not up.ok and any(marker in up.output for marker in PROVIDER_RACES):
             self.report.notes.append(f"up failed on a known provider race; up again: {up.changed()} {up.output[-600:]}")
             up = stack.up()
-        return self.operate(stack, "up", up)
+        return self.operate(stack, name, up)
+
+    def phases(self, up: Operation, cluster: LabCluster) -> dict[str, float | None]:
+        """Where `up` went, from the engine's own events (whole seconds) and the guests' own
+        uptime at cloud-init done: the libvirt objects, the guests' boots, the Commands; and the
+        engine's share of the cluster-ready time (all of `up` but the guests booting)."""
+        libvirt_steps = [s for s in up.steps if s["type"].startswith("libvirt:") and s["op"] == "create"]
+        domains = [s for s in libvirt_steps if s["type"] == DOMAIN]
+        guests_ready = [
+            float(s["end"] - up.started) + (cluster.guests[s["inputs"]["name"]].guest_uptime or 0.0)
+            for s in domains
+            if up.started is not None and s["end"] is not None and s["inputs"].get("name") in cluster.guests
+        ]
+        libvirt_s = up.finished_after_start(libvirt_steps)
+        first_domain = min((float(s["end"] - up.started) for s in domains if s["end"] is not None and up.started is not None), default=0.0)
+        booting = max(guests_ready, default=first_domain) - first_domain
+        return {
+            "upSeconds": up.seconds,
+            "libvirtSeconds": libvirt_s,
+            "guestsReadySeconds": round(max(guests_ready, default=0.0), 1),
+            "commandsSeconds": up.finished_after_start([s for s in up.steps if s["type"] == COMMAND]),
+            "engineShare": round(1 - booting / up.seconds, 2) if up.seconds else None,
+        }
+
+    def scale_out(self, cluster: LabCluster, stack: EngineStack, state: Converged) -> Converged:
+        """One more web node in the stack file, `pulumi up`: the engine creates exactly its
+        volume, seed, domain and Commands; nothing else of libvirt changes; balance holds."""
+        settings = self.settings_of(state.config)
+        nodes = state.plan.outputs["nodes"].values()
+        used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
+        used |= {network.host_ip for network in state.topology.networks} | {settings.vip}
+        extra = extra_web_server(state.config, used)
+        config = copy.deepcopy(state.config)
+        config["lvs:webServers"].append(extra)
+        grown = changed(self, config)
+        stack.write_config(config)
+        domain = next(guest.name for guest in grown.topology.guests if guest.name not in cluster.guests)
+        cluster.watch(domain, started_at=time.monotonic())
+        up = self.up_as_a_user_would(stack, name="up_scale_out")
+        created = up.named("create", type_prefix="libvirt:")
+        expected = sorted([f"{extra['name']}-root", f"{extra['name']}-seed", extra["name"]])
+        self.report.check("scale out: the engine creates exactly the new node's volume, seed and domain", created == expected, str(created))
+        others = [s for s in up.changed() if not s.startswith("create ") and COMMAND not in s]
+        libvirt_others = [s for s in up.steps if s["type"].startswith("libvirt:") and s["op"] not in ("create", "same", "read")]
+        self.report.check("scale out: no other libvirt object changes", libvirt_others == [], f"{up.changes} {others}")
+        cluster.wait_booted(self.boot_timeout)
+        self.report.timings["solo_boot_s"] = round(cluster.guests[domain].guest_uptime or 0.0, 1)
+        self.check_distribution(cluster, grown, "after scale out")
+        return grown
+
+    def scale_in(self, cluster: LabCluster, stack: EngineStack, grown: Converged, before: Converged) -> Converged:
+        """The added node out of the stack file again, `pulumi up` under a bounded request loop:
+        no request fails; the engine deletes its real server (drained) before its domain."""
+        back = changed(self, copy.deepcopy(before.config))
+        stack.write_config(back.config)
+        loop = self.background_requests(cluster, back, count=REQUESTS_DURING_SCALE_IN, interval=REQUEST_INTERVAL_SECONDS)
+        started = time.monotonic()
+        time.sleep(REQUESTS_FLOWING_SECONDS)  # the loop is answering before anything is removed
+        try:
+            up = self.up_as_a_user_would(stack, name="up_scale_in")
+        finally:
+            lines = self.collect(loop)
+        removed = sorted(set(grown.plan.outputs["nodes"]) - set(back.plan.outputs["nodes"]))
+        deleted = up.named("delete", type_prefix="libvirt:")
+        self.report.check("scale in: the engine deletes the node's volume, seed and domain", len(deleted) == 3, str(deleted))
+        domain_deleted = min((s["startSequence"] for s in up.steps if s["type"] == DOMAIN and s["op"] == "delete"), default=0)
+        commands_deleted = [s for s in up.steps if s["type"] == COMMAND and s["op"] == "delete"]
+        self.report.check(
+            "scale in: its Commands (the real server's drain among them) end before its domain is deleted",
+            bool(commands_deleted) and all(s["endSequence"] is not None and s["endSequence"] < domain_deleted for s in commands_deleted),
+            str([s["name"] for s in commands_deleted]),
+        )
+        failed = [line for line in lines if not line.startswith("200 ")]
+        self.report.scale_in = {
+            "node": removed,
+            "requests": len(lines),
+            "failed": len(failed),
+            "seconds": round(time.monotonic() - started, 1),
+            "failures": failed[:20],
+        }
+        self.report.check(
+            "scale in: no request fails during the removal", lines != [] and failed == [], f"{len(failed)} of {len(lines)} failed"
+        )
+        for name in [name for name in cluster.guests if name not in {guest.name for guest in back.topology.guests}]:
+            del cluster.guests[name]
+        return back
 
     def boot_ids(self, cluster: LabCluster, state: Converged) -> dict[str, str]:
         return {

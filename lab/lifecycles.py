@@ -76,7 +76,7 @@ class UpAgain:
         return again
 
 
-def _extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
+def extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
     """A web node the stack file does not have: a new name, the first free internal address."""
     webs = config["lvs:webServers"]
     names = {web["name"] for web in webs}
@@ -95,7 +95,7 @@ class ScaleOut:
         nodes = state.plan.outputs["nodes"].values()
         used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
         used |= {network.host_ip for network in state.topology.networks}
-        extra = _extra_web_server(state.config, used | {settings.vip})
+        extra = extra_web_server(state.config, used | {settings.vip})
         self.added = extra["name"]
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)

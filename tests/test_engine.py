@@ -1,0 +1,66 @@
+"""The lab's driver of the real Pulumi CLI (lab/engine.py) on a small program of two local
+Commands, one depending on the other: the counts and the order it reports are the engine's own
+(needs the engine scripts/setup builds: `pytest -m lab`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.engine import EngineStack, find_engine
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROGRAM = """import pulumi
+from pulumi_command import local
+
+first = local.Command("first", create="echo first")
+second = local.Command("second", create=pulumi.Config().require("second"), opts=pulumi.ResourceOptions(depends_on=[first]))
+pulumi.export("said", second.stdout)
+"""
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> EngineStack:
+    project = tmp_path / "project"
+    project.mkdir()
+    settings = {
+        "name": "engine-test",
+        "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": str(PROJECT_DIR / ".venv")}},
+    }
+    (project / "Pulumi.yaml").write_text(yaml.safe_dump(settings))
+    (project / "__main__.py").write_text(PROGRAM)
+    engine = find_engine(log=print)
+    stack = EngineStack(engine, project, "test", namespace=None, state=tmp_path / "engine", log=print)
+    stack.install_plugins()
+    stack.init()
+    stack.config_set("engine-test:second", "echo second")
+    return stack
+
+
+@pytest.mark.lab
+def test_the_engine_counts_and_orders_what_it_did(stack: EngineStack) -> None:
+    version, plugins = stack.versions()
+    assert version.startswith("pulumi v") and plugins.get("command") == "1.2.1"
+
+    preview = stack.preview()
+    assert preview.ok and preview.changes == {"create": 3, "update": 0, "replace": 0, "delete": 0, "same": 0}
+    assert [s["inputs"].get("create") for s in preview.steps if s["name"] == "second"] == ["echo second"]
+
+    up = stack.up()
+    assert up.ok and up.changes["create"] == 3 and stack.output("said") == "second"
+    first, second = up.step("first", "create"), up.step("second", "create")
+    assert first["endSequence"] < second["startSequence"]  # what depends on it starts after it ended
+
+    again = stack.preview(expect_no_changes=True)
+    assert again.ok and again.changes["same"] == 3 and again.changed() == []
+
+    stack.config_set("engine-test:second", "echo changed")
+    changed = stack.up()
+    assert changed.ok and changed.named("update", "replace") == ["second"] and stack.output("said") == "changed"
+
+    destroy = stack.destroy()
+    assert destroy.ok and destroy.changes["delete"] == 3
+    assert destroy.step("second", "delete")["endSequence"] < destroy.step("first", "delete")["startSequence"]
+    assert [op.operation for op in stack.operations] == ["preview", "up", "preview", "up", "destroy"]
