@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.engine import EngineStack, find_engine
+from lab.engine import Engine, EngineStack, find_engine
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = """import pulumi
@@ -64,3 +64,23 @@ def test_the_engine_counts_and_orders_what_it_did(stack: EngineStack) -> None:
     assert destroy.ok and destroy.changes["delete"] == 3
     assert destroy.step("second", "delete")["endSequence"] < destroy.step("first", "delete")["startSequence"]
     assert [op.operation for op in stack.operations] == ["preview", "up", "preview", "up", "destroy"]
+
+
+def test_the_stack_file_is_edited_as_a_user_edits_it_and_its_secrets_stay(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.seed.yaml").write_text(
+        "encryptionsalt: v1:abc\n"
+        "config:\n"
+        "  lvs:sshPrivateKey:\n"
+        "    secure: v1:sealed\n"
+        "  lvs:webServers:\n"
+        "    - name: web1\n"
+        "      weight: 1\n"
+    )
+    stack = EngineStack(Engine(Path("/usr/bin/pulumi"), "PATH"), project, "seed", namespace=None, state=tmp_path / "engine", log=print)
+    stack.write_config({"lvs:sshPrivateKey": "PLAIN", "lvs:webServers": [{"name": "web1", "weight": 1}, {"name": "web3", "weight": 2}]})
+    written = yaml.safe_load((project / "Pulumi.seed.yaml").read_text())
+    assert written["encryptionsalt"] == "v1:abc"
+    assert written["config"]["lvs:sshPrivateKey"] == {"secure": "v1:sealed"}
+    assert [web["name"] for web in written["config"]["lvs:webServers"]] == ["web1", "web3"]
