@@ -69,7 +69,12 @@ class VirtualMachine(pulumi.ComponentResource):
             user_data=spec.user_data,
             meta_data=self.meta_data,
             network_config=self.network_config,
-            opts=child,
+            # Its volume name is fixed and the provider cannot update it: a replacement must
+            # delete first. That is also how a failed create is mended (the provider reads the
+            # ISO back right after uploading it and sometimes finds it incomplete; the engine
+            # then keeps it with init errors, which a plain `pulumi up` cannot clear):
+            # `pulumi up --replace <its URN>` (README, troubleshooting).
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.domain = libvirt.Domain(
             name,

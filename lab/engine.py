@@ -148,12 +148,18 @@ def read_event_log(path: Path) -> EventLog:
                 "startSequence": event["sequence"],
                 "end": None,
                 "endSequence": None,
+                "failed": False,
             }
         elif "resOutputsEvent" in event:
             metadata = event["resOutputsEvent"]["metadata"]
             step = steps.get((metadata["urn"], metadata["op"]))
             if step is not None:
                 step["end"], step["endSequence"] = event["timestamp"], event["sequence"]
+        elif "resOpFailedEvent" in event:
+            metadata = event["resOpFailedEvent"]["metadata"]
+            step = steps.get((metadata["urn"], metadata["op"]))
+            if step is not None:
+                step["failed"] = True
     return EventLog({kind: counts.get(kind, 0) for kind in CHANGE_KINDS}, list(steps.values()), duration, started)
 
 
@@ -211,6 +217,11 @@ class EngineStack:
             if not (isinstance(written.get(key), dict) and "secure" in written[key]):
                 written[key] = value
         path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def urns(self) -> set[str]:
+        """The resources the stack's state holds (`pulumi stack export`)."""
+        exported = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)
+        return {resource["urn"] for resource in exported["deployment"].get("resources") or []}
 
     def output(self, name: str) -> Any:
         result = self.cli(["stack", "output", name, "--json", "--show-secrets", "--stack", self.stack])

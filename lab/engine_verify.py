@@ -29,6 +29,7 @@ from .verify import BOOT_TIMEOUT_SECONDS, Scenario, StepFailedError
 
 COMMAND = "command:remote:Command"
 DOMAIN = "libvirt:index/domain:Domain"
+CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
 # terraform-provider-libvirt v0.8.1 reads a CloudInitDisk back right after uploading it; under
 # load the read finds the ISO incomplete, or the pool refresh before the upload times out.
 PROVIDER_RACES = ("error initializing ISO reader: corrupted-image", "timeout while waiting for state to become 'success'")
@@ -190,13 +191,19 @@ class EngineScenario(Scenario):
             )
 
     def up_as_a_user_would(self, stack: EngineStack, *, name: str = "up") -> Operation:
-        """`pulumi up`, and once more if it failed where the provider is known to fail at random
-        (a CloudInitDisk read back while libvirt still writes it: terraform-provider-libvirt #973),
-        as the README tells a user to do. Both attempts are in engineOperations and the notes."""
+        """`pulumi up`; where it failed on a cloud-init disk as the provider is known to fail
+        at random (terraform-provider-libvirt #973: the ISO read back while libvirt still writes
+        it, or the pool refresh before the upload timing out), what the README tells a user:
+        `pulumi up --replace` each such disk the engine kept (with init errors; a plain `up`
+        answers "doesn't support update"), else `pulumi up` again. Every attempt is in
+        engineOperations and the notes."""
         up = stack.up()
-        if not up.ok and any(marker in up.output for marker in PROVIDER_RACES):
-            self.report.notes.append(f"up failed on a known provider race; up again: {up.changed()} {up.output[-600:]}")
-            up = stack.up()
+        failed = [s["urn"] for s in up.steps if s["failed"] and s["type"] == CLOUD_INIT_DISK]
+        if not up.ok and failed and any(marker in up.output for marker in PROVIDER_RACES):
+            kept = stack.urns()
+            replace = [arg for urn in failed if urn in kept for arg in ("--replace", urn)]
+            self.report.notes.append(f"{name} failed on a cloud-init disk (provider race): {failed}; up again {replace}")
+            up = stack.up(*replace)
         return self.operate(stack, name, up)
 
     def phases(self, up: Operation, cluster: LabCluster) -> dict[str, float | None]:

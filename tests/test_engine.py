@@ -60,10 +60,15 @@ def test_the_engine_counts_and_orders_what_it_did(stack: EngineStack) -> None:
     changed = stack.up()
     assert changed.ok and changed.named("update", "replace") == ["second"] and stack.output("said") == "changed"
 
+    stack.config_set("engine-test:second", "exit 3")
+    failing = stack.up()
+    assert not failing.ok and [s["name"] for s in failing.steps if s["failed"]] == ["second"]
+    assert up.step("second", "create")["urn"] in stack.urns()  # kept in the state, as it was
+
     destroy = stack.destroy()
     assert destroy.ok and destroy.changes["delete"] == 3
     assert destroy.step("second", "delete")["endSequence"] < destroy.step("first", "delete")["startSequence"]
-    assert [op.operation for op in stack.operations] == ["preview", "up", "preview", "up", "destroy"]
+    assert [op.operation for op in stack.operations] == ["preview", "up", "preview", "up", "up", "destroy"]
 
 
 def test_the_stack_file_is_edited_as_a_user_edits_it_and_its_secrets_stay(tmp_path: Path) -> None:

@@ -62,3 +62,11 @@ def test_every_operation_is_counted_by_the_engine(report: dict[str, Any]) -> Non
 def test_what_the_transform_adds_is_listed(report: dict[str, Any]) -> None:
     what = {substitution["what"] for substitution in report["substitutions"]}
     assert {"libvirt:uri", "lvs:image.source", "Domain kernel, initrd, cmdlines", "Domain xml.xslt: <console><log file>"} <= what
+
+
+@pytest.mark.lab
+def test_the_report_says_where_up_went(report: dict[str, Any]) -> None:
+    engine = report["timings"]["engine"]
+    assert 0 < engine["libvirtSeconds"] <= engine["guestsReadySeconds"] <= engine["commandsSeconds"] <= engine["upSeconds"] + 1
+    assert 0 < engine["engineShare"] < 1
+    assert report["scale_in"]["requests"] > 0 and report["scale_in"]["failed"] == 0

@@ -56,8 +56,10 @@ def test_each_node_has_a_cow_volume_a_seed_disk_and_a_domain(any_plan: Plan) -> 
         assert domain.inputs["disks"] == [{"volumeId": f"{name}-root-id"}]
         assert domain.inputs["cloudinit"] == f"{name}-seed-id"
         assert seed.inputs["name"].endswith(".iso")
-        # libvirt domain names are unique: replace by deleting first.
+        # libvirt domain and volume names are unique: replace by deleting first (for the seed,
+        # also the only way to mend a failed create, `pulumi up --replace`).
         assert domain.delete_before_replace
+        assert seed.delete_before_replace
         assert domain.inputs["autostart"] is True
 
 
