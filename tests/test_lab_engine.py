@@ -67,6 +67,7 @@ def test_what_the_transform_adds_is_listed(report: dict[str, Any]) -> None:
 @pytest.mark.lab
 def test_the_report_says_where_up_went(report: dict[str, Any]) -> None:
     engine = report["timings"]["engine"]
-    assert 0 < engine["libvirtSeconds"] <= engine["guestsReadySeconds"] <= engine["commandsSeconds"] <= engine["upSeconds"] + 1
+    # The engine stamps its events in whole seconds: one second of slack.
+    assert 0 < engine["libvirtSeconds"] <= engine["guestsReadySeconds"] <= engine["commandsSeconds"] + 1 <= engine["upSeconds"] + 2
     assert 0 < engine["engineShare"] < 1
     assert report["scale_in"]["requests"] > 0 and report["scale_in"]["failed"] == 0
