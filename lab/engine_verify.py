@@ -15,7 +15,6 @@ Every count in `engineOperations` is the engine's own (its event log).
 from __future__ import annotations
 
 import copy
-import ipaddress
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,15 @@ from pathlib import Path
 from .cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
 from .engine import EngineStack, Operation, find_engine
 from .engine_program import DomainAdditions, write_project
-from .lifecycles import REQUEST_INTERVAL_SECONDS, REQUESTS_DURING_SCALE_IN, REQUESTS_FLOWING_SECONDS, Converged, changed, extra_web_server
+from .lifecycles import (
+    REQUEST_INTERVAL_SECONDS,
+    REQUESTS_DURING_SCALE_IN,
+    REQUESTS_FLOWING_SECONDS,
+    Converged,
+    boot_ids,
+    changed,
+    next_web_server,
+)
 from .scenarios import Balance
 from .verify import BOOT_TIMEOUT_SECONDS, Scenario, StepFailedError
 
@@ -154,7 +161,7 @@ class EngineScenario(Scenario):
             report.timings["clusterReadySeconds"] = up.seconds
             report.timings["engine"] = self.phases(up, cluster)
             self.check_libvirt_objects(cluster)
-        uuids, boot_ids = cluster.domain_uuids(), self.boot_ids(cluster, state)
+        uuids, boot_ids_before = cluster.domain_uuids(), boot_ids(cluster, state.topology)
         with self.step("pulumi preview --expect-no-changes"):
             again = stack.preview(expect_no_changes=True)
             report.check(
@@ -167,7 +174,9 @@ class EngineScenario(Scenario):
         with self.step("weight change through the engine"):
             state = self.change_weight(cluster, stack, state)
         report.check(
-            "no domain replaced, no guest rebooted", (cluster.domain_uuids(), self.boot_ids(cluster, state)) == (uuids, boot_ids), ""
+            "no domain replaced, no guest rebooted",
+            (cluster.domain_uuids(), boot_ids(cluster, state.topology)) == (uuids, boot_ids_before),
+            "",
         )
         with self.step("scale out through the engine"):
             grown = self.scale_out(cluster, stack, state)
@@ -231,11 +240,7 @@ class EngineScenario(Scenario):
     def scale_out(self, cluster: LabCluster, stack: EngineStack, state: Converged) -> Converged:
         """One more web node in the stack file, `pulumi up`: the engine creates exactly its
         volume, seed, domain and Commands; nothing else of libvirt changes; balance holds."""
-        settings = self.settings_of(state.config)
-        nodes = state.plan.outputs["nodes"].values()
-        used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
-        used |= {network.host_ip for network in state.topology.networks} | {settings.vip}
-        extra = extra_web_server(state.config, used)
+        extra = next_web_server(self, state)
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)
         grown = changed(self, config)
@@ -290,13 +295,6 @@ class EngineScenario(Scenario):
         for name in [name for name in cluster.guests if name not in {guest.name for guest in back.topology.guests}]:
             del cluster.guests[name]
         return back
-
-    def boot_ids(self, cluster: LabCluster, state: Converged) -> dict[str, str]:
-        return {
-            command.name: cluster.ssh(command.host, command.user, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
-            for command in state.topology.commands
-            if command.name.endswith("-ready")
-        }
 
     def change_weight(self, cluster: LabCluster, stack: EngineStack, state: Converged) -> Converged:
         """`pulumi config set --path 'lvs:webServers[0].weight' N; pulumi up`: only Commands

@@ -52,7 +52,7 @@ def changed(run: Scenario, config: dict[str, Any]) -> Converged:
     return Converged(config, plan, read_topology(plan))
 
 
-def _boot_ids(cluster: LabCluster, topology: Topology) -> dict[str, str]:
+def boot_ids(cluster: LabCluster, topology: Topology) -> dict[str, str]:
     ids = {}
     for command in topology.commands:
         if command.name.endswith("-ready"):
@@ -64,7 +64,7 @@ class UpAgain:
     name = "up again: nothing changes"
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        uuids, boots = cluster.domain_uuids(), _boot_ids(cluster, state.topology)
+        uuids, boots = cluster.domain_uuids(), boot_ids(cluster, state.topology)
         again = changed(run, copy.deepcopy(state.config))
         changes = cluster.up(again.plan, again.topology)
         run.report.libvirt_changes["up again"] = [asdict(change) for change in changes]
@@ -72,11 +72,11 @@ class UpAgain:
         commands = command_changes(state.topology, again.topology)
         run.report.check("up again: no Command runs", commands == [], str([(c.name, c.action) for c in commands]))
         run.report.check("up again: same domain UUIDs", cluster.domain_uuids() == uuids)
-        run.report.check("up again: no guest rebooted", _boot_ids(cluster, again.topology) == boots)
+        run.report.check("up again: no guest rebooted", boot_ids(cluster, again.topology) == boots)
         return again
 
 
-def extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
+def _extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
     """A web node the stack file does not have: a new name, the first free internal address."""
     webs = config["lvs:webServers"]
     names = {web["name"] for web in webs}
@@ -86,16 +86,20 @@ def extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Add
     return {"name": name, "ip": str(address), "export": webs[0]["export"], "weight": 1}
 
 
+def next_web_server(run: Scenario, state: Converged) -> dict[str, Any]:
+    """The web node a scale out adds to `state`: an address no node, bridge or VIP holds."""
+    nodes = state.plan.outputs["nodes"].values()
+    used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
+    used |= {network.host_ip for network in state.topology.networks}
+    return _extra_web_server(state.config, used | {run.settings_of(state.config).vip})
+
+
 class ScaleOut:
     name = "scale out: one more web node"
     added = ""  # the web node's name, once it ran
 
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        settings = run.settings_of(state.config)
-        nodes = state.plan.outputs["nodes"].values()
-        used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
-        used |= {network.host_ip for network in state.topology.networks}
-        extra = extra_web_server(state.config, used | {settings.vip})
+        extra = next_web_server(run, state)
         self.added = extra["name"]
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)
