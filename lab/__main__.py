@@ -105,6 +105,7 @@ def command_verify(args: argparse.Namespace) -> int:
                 log=log,
                 show=make_show(args.verbose),
                 cache_dir=DEFAULT_CACHE_DIR,
+                second_stack=args.second_stack,
                 progress=progress,
             ).run()
         else:
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument(
         "--engine",
         choices=("translation", "pulumi"),
-        default="translation",
+        default="pulumi",
         help="pulumi: the real CLI and providers (scripts/build-engine); translation: the lab's own mirror of the provider",
     )
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")

@@ -245,11 +245,11 @@ class EngineStack:
     def refresh(self) -> Operation:
         return self.operate("refresh", ["refresh", "--yes", "--skip-preview"])
 
-    def destroy(self) -> Operation:
-        return self.operate("destroy", ["destroy", "--yes", "--skip-preview"])
+    def destroy(self, *extra: str) -> Operation:
+        return self.operate("destroy", ["destroy", "--yes", "--skip-preview", *extra])
 
     def operate(self, name: str, args: Sequence[str]) -> Operation:
-        events = self.state / f"events-{len(self.operations) + 1:02d}-{name}.jsonl"
+        events = self.state / f"events-{self.stack}-{len(self.operations) + 1:02d}-{name}.jsonl"
         started = time.monotonic()
         result = self.cli([*args, "--stack", self.stack, "--non-interactive", "--event-log", str(events)], check=False)
         wall = time.monotonic() - started

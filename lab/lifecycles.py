@@ -46,9 +46,9 @@ class Lifecycle(Protocol):
     def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged: ...
 
 
-def changed(run: Scenario, config: dict[str, Any]) -> Converged:
-    """The stack file `config`, planned as `pulumi up` would plan it."""
-    plan = record_plan(config, stack=run.stack)
+def changed(run: Scenario, config: dict[str, Any], *, stack: str | None = None) -> Converged:
+    """The stack file `config` (of the run's stack, or `stack`), planned as `pulumi up` would plan it."""
+    plan = record_plan(config, stack=stack or run.stack)
     return Converged(config, plan, read_topology(plan))
 
 
