@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,16 +22,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import runs, tools
-from .accel import choose_accel
-from .cluster import CommandRun, LabCluster
+from .cluster import CommandRun
 from .engine_verify import EngineScenario
 from .image import DEFAULT_CACHE_DIR, ensure_image
-from .libvirtd import PrivateLibvirtd
-from .plan import record_plan, stack_name
+from .plan import stack_name
 from .progress import Progress
 from .report_html import write_html
-from .topology import read_topology
-from .verify import BOOT_TIMEOUT_SECONDS, Distribution, domain_substitutions, effective_accel, lab_config, verify
+from .verify import Distribution
 
 console = Console(stderr=True, highlight=False)
 # Everything the run prints goes through it: a live display on a terminal, plain lines with a
@@ -98,25 +94,15 @@ def command_verify(args: argparse.Namespace) -> int:
             return 2
     report_leftovers()
     with progress:
-        if args.engine == "pulumi":
-            report = EngineScenario(
-                Path(args.config),
-                requests=args.requests,
-                log=log,
-                show=make_show(args.verbose),
-                cache_dir=DEFAULT_CACHE_DIR,
-                second_stack=args.second_stack,
-                progress=progress,
-            ).run()
-        else:
-            report = verify(
-                Path(args.config),
-                requests=args.requests,
-                log=log,
-                show=make_show(args.verbose),
-                second_stack=args.second_stack,
-                progress=progress,
-            )
+        report = EngineScenario(
+            Path(args.config),
+            requests=args.requests,
+            log=log,
+            show=make_show(args.verbose),
+            cache_dir=DEFAULT_CACHE_DIR,
+            second_stack=args.second_stack,
+            progress=progress,
+        ).run()
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
     checks.add_column("result")
@@ -149,65 +135,39 @@ def writable(path: Path) -> bool:
 
 
 def command_up(args: argparse.Namespace) -> int:
-    namespace = f"lvslab-up-{stack_name(Path(args.config))}"[:15]
+    """`pulumi up` of the stack, as `lab verify` runs it, against a private libvirtd; the cluster
+    is left running with its stack, for a user to look at and to run `pulumi` against."""
+    config_path = Path(args.config)
+    stack = stack_name(config_path)
+    namespace = f"lvslab-up-{stack}"[:15]
     if any(record.namespace == namespace for record in runs.records()):
         console.print("a lab is already up: `python -m lab down` first")
         return 1
     report_leftovers()
-    config_path = Path(args.config)
-    stack = stack_name(config_path)
     # Outside root's home: libvirt runs QEMU as libvirt-qemu, which must reach the kernel files.
     workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-up-{stack}-"))
     record = runs.register("up", namespace, workdir)
+    scenario = EngineScenario(config_path, requests=0, log=log, show=make_show(False), cache_dir=DEFAULT_CACHE_DIR, progress=progress)
     try:
-        key = workdir / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "lvs-lab", "-f", str(key)], check=True)
-        image = ensure_image(log=log)
-        probed = choose_accel(image.kernel, remembered=DEFAULT_CACHE_DIR / "accel.json")
-        config, substitutions = lab_config(
-            config_path,
-            key.with_suffix(".pub").read_text().strip(),
-            key.read_text(),
-            image=image.root_disk,
-            libvirt_uri=PrivateLibvirtd.uri_for(workdir / "libvirt"),
-            accel=probed,
-        )
-        accel = effective_accel(config, probed)
-        log(f"accelerator: {accel.name} ({accel.reason})")
-        for substitution in [*substitutions, *domain_substitutions(config["lvs:domainType"])]:
-            log(f"substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})")
-        plan = record_plan(config, stack=stack)
-        topology = read_topology(plan)
-        cluster = LabCluster(
-            plan, topology, image=image, workdir=workdir, ssh_key=key, namespace=namespace, log=log, accel=accel, progress=progress
-        )
-        try:
-            with progress:
-                progress.step("define (libvirt)")
-                cluster.start()
-                progress.step("boot")
-                cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
-                progress.step("create")
-                for command in topology.commands:
-                    with progress.activity(f"create {command.name}"):
-                        run = cluster.run_command(command, "create")
-                    make_show(False)("command", run)
-                    if run.returncode != 0:
-                        raise RuntimeError(f"{command.name} failed")
-        except BaseException:
-            cluster.close()
-            raise
+        with progress:
+            _, engine_stack, state = scenario.bring_up(workdir, namespace)
     except BaseException:
         runs.clean(record, log)
         raise
-    director = topology.command(f"{next(n for n, v in plan.outputs['nodes'].items() if v['role'] == 'director')}-ready")
-    console.print(f"lab is up in namespace {namespace}.")
-    console.print(f"  ip netns exec {namespace} curl -si {plan.outputs['vipUrl']}")
-    console.print(
+    for substitution in scenario.report.substitutions:
+        log(f"substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})")
+    director = state.topology.command(f"{next(n for n, v in state.plan.outputs['nodes'].items() if v['role'] == 'director')}-ready")
+    key = workdir / "id_ed25519"
+    # On stdout and unwrapped: the lines are meant to be copied.
+    print(f"lab is up in namespace {namespace}.")
+    print(f"  ip netns exec {namespace} curl -si {state.plan.outputs['vipUrl']}")
+    print(
         f"  ip netns exec {namespace} ssh -i {key} -o StrictHostKeyChecking=no {director.user}@{director.host}"
         "   # the director; other nodes by their address"
     )
-    console.print("  python -m lab down   # to remove it")
+    print(f"  the stack {engine_stack.stack} (pulumi stack output, preview, up) in {engine_stack.project}, run there as:")
+    print(f"  {engine_stack.shell_environment()} ip netns exec {namespace} pulumi stack output")
+    print("  python -m lab down   # to remove it")
     return 0
 
 
@@ -259,12 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--json", help="write the report here")
     verify_parser.add_argument("--html", help="write a report to look at here (charts of the distribution and of the run's timeline)")
     verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
-    verify_parser.add_argument(
-        "--engine",
-        choices=("translation", "pulumi"),
-        default="pulumi",
-        help="pulumi: the real CLI and providers (scripts/build-engine); translation: the lab's own mirror of the provider",
-    )
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
     verify_parser.set_defaults(run=command_verify, tools=tools.LAB_PROGRAMS)
     up_parser = commands.add_parser("up", help="boot the cluster and leave it running")

@@ -1,7 +1,7 @@
-"""The cluster the plan declares, brought up through a private libvirtd inside a network
-namespace the lab creates: libvirt defines and runs the pool, volumes, networks and domains
-(`deployment.py`); the lab watches each guest's console and reaches the nodes over SSH from
-the namespace, as the Commands' connections say.
+"""The cluster the plan declares, on a private libvirtd inside a network namespace the lab
+creates, where `pulumi up` builds it (engine_verify.py); the lab watches each guest's console,
+asks libvirt what it holds, and reaches the nodes over SSH from the namespace, as the Commands'
+connections say.
 """
 
 from __future__ import annotations
@@ -23,21 +23,30 @@ from xml.etree import ElementTree
 import libvirt
 
 from .accel import Accel
-from .deployment import PRIVATE_IMAGES, Change, Deployment, leftovers, provide_existing_pools
 from .guest import Guest
 from .image import BaseImage
+from .libvirt_objects import PRIVATE_IMAGES, leftovers, provide_existing_pools
 from .libvirtd import PrivateLibvirtd
 from .netns import Namespace
 from .plan import Plan
 from .progress import Progress
 from .runs import shielded
-from .topology import DOMAIN, LabCommand, Topology
-from .translation import DirectBoot, LabDomainChanges
+from .topology import LabCommand, Topology
 
 Log = Callable[[str], None]
 # Caps QEMU's translation cache under software emulation: without it a guest's QEMU grows
 # by up to a GiB (measured here, see ../shared/docs/known-pitfalls.md).
 TCG_TRANSLATION_CACHE_MIB = 256
+
+
+@dataclass(frozen=True)
+class DirectBoot:
+    """The lab image has no boot loader: its kernel and initrd are given to QEMU directly
+    (a lab substitution through the Domain's own inputs, listed in the report)."""
+
+    kernel: Path
+    initrd: Path
+    cmdline: str
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,6 @@ class LabCluster:
         self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log, hide_kvm=accel.name != "kvm")
         self.guests: dict[str, Guest] = {}
         self.connection: libvirt.virConnect | None = None
-        self.deployment: Deployment | None = None
         self.boot: DirectBoot | None = None
         self.provided_pools: list[str] = []
 
@@ -85,15 +93,6 @@ class LabCluster:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
-
-    def start(self) -> list[Change]:
-        """The private daemon, then `up` of the plan through the lab's translation: every libvirt
-        object created, every domain started."""
-        self.open()
-        assert self.connection is not None
-        self.deployment = Deployment(self.connection, work=self.workdir / "provider", lab_changes=self.domain_changes, log=self.log)
-        self.provide_pools(self.plan)
-        return self.up(self.plan, self.topology)
 
     def open(self) -> None:
         """The namespace and the private daemon, with the kernel and initrd the domains boot
@@ -117,29 +116,6 @@ class LabCluster:
         provided = provide_existing_pools(self.connection, plan, Path(PRIVATE_IMAGES), log=self.log)
         self.provided_pools += provided
         return provided
-
-    def domain_changes(self, domain_name: str, domain_type: str) -> LabDomainChanges:
-        return LabDomainChanges(
-            boot=self.boot,
-            console_log=self.workdir / "consoles" / f"{domain_name}.log",
-            tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if domain_type == "qemu" else None,
-        )
-
-    def up(self, plan: Plan, topology: Topology) -> list[Change]:
-        """Applies a (possibly changed) plan as `pulumi up` would; watches the domains it started."""
-        assert self.deployment is not None
-        self.plan, self.topology = plan, topology
-        changes = self.deployment.up(plan)
-        started = {change.name: change.done_at for change in changes if change.type == "Domain" and change.action == "create"}
-        names = {resource.name: resource.inputs["name"] for resource in plan.of_type(DOMAIN) if resource.name in started}
-        for resource_name, domain_name in names.items():
-            self.watch(domain_name, started[resource_name])
-        for domain_name in list(self.guests):
-            if domain_name not in {guest.name for guest in topology.guests}:
-                del self.guests[domain_name]
-                if self.progress is not None:
-                    self.progress.forget_guest(domain_name)
-        return changes
 
     def watch(self, domain_name: str, started_at: float) -> Guest:
         """A guest the lab reaches and whose console it watches, started at `started_at`."""
@@ -169,13 +145,6 @@ class LabCluster:
             return bool(self.connection.lookupByName(domain_name).isActive())
         except libvirt.libvirtError:
             return False
-
-    def destroy(self) -> tuple[list[Change], list[str]]:
-        """`pulumi destroy` of what `up` created, and what the daemon still holds of the plan afterwards."""
-        assert self.deployment is not None
-        changes = self.deployment.destroy()
-        self.guests.clear()
-        return changes, self.leftovers(self.plan)
 
     def wait_booted(self, timeout: float) -> dict[str, float]:
         """Each guest's own uptime when cloud-init reported it finished (the guests boot at
@@ -241,15 +210,6 @@ class LabCluster:
             "volumes": sorted(volumes),
         }
 
-    def second_deployment(self, plan: Plan) -> tuple[Deployment, list[str]]:
-        """Another stack on the same daemon, defined but not booted, and the pools the lab
-        provided for it."""
-        assert self.connection is not None
-        second = Deployment(
-            self.connection, work=self.workdir / "provider-second", lab_changes=self.domain_changes, log=self.log, start_domains=False
-        )
-        return second, provide_existing_pools(self.connection, plan, Path(PRIVATE_IMAGES), log=self.log)
-
     def remove_pools(self, names: list[str]) -> None:
         """Removes pools the lab itself provided (never one of a stack's)."""
         assert self.connection is not None
@@ -262,11 +222,6 @@ class LabCluster:
 
     def ssh_argv(self, host: str, user: str, script: str) -> list[str]:
         return self._any_guest().ssh_command(script, host=host, user=user)
-
-    def power_off(self, domain_name: str) -> None:
-        """Pulls the plug: libvirt destroys the running domain (no shutdown inside the guest)."""
-        assert self.connection is not None
-        self.connection.lookupByName(domain_name).destroy()
 
     def crash(self, domain_name: str) -> float:
         """A crash, not a shutdown: SIGKILL to the domain's QEMU process (which this run's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -190,6 +191,13 @@ class EngineStack:
         }
         if self.home is not None:
             self.env["PULUMI_HOME"] = str(self.home)
+
+    def shell_environment(self) -> str:
+        """`cd` to the project and the variables that point a shell's `pulumi` at this stack's
+        engine, backend and secrets, for a user to run it by hand (`lab up`)."""
+        names = ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_HOME", "PATH")
+        assignments = " ".join(f"{name}={shlex.quote(self.env[name])}" for name in names if name in self.env)
+        return f"cd {shlex.quote(str(self.project))} && env {assignments}"
 
     # ------------------------------------------------------------ set-up, as the README says
 

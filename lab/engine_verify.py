@@ -22,25 +22,26 @@ from typing import Any
 from .cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
 from .engine import EngineStack, Operation, find_engine
 from .engine_program import DomainAdditions, write_project
-from .engine_units import (
+from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled
+from .lifecycles import (
     CommandsCreated,
     CommandsDeleted,
+    Converged,
     Created,
     DeleteRestores,
     DrainOne,
-    EngineUnit,
+    Lifecycle,
     Refresh,
     ScaleIn,
     ScaleOut,
     SecondStack,
     UpAgain,
     UserOwnedRules,
+    boot_ids,
 )
-from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled
-from .lifecycles import Converged, boot_ids
 from .plan import stack_name
 from .scenarios import Balance, CreateAgain, RebootFault, Throughput
-from .verify import BOOT_TIMEOUT_SECONDS, Scenario, StepFailedError
+from .verify import BOOT_TIMEOUT_SECONDS, Prepared, Scenario, StepFailedError
 from .vrrp_faults import KeepalivedHangs, PartialHolding, ReloadDuringElection
 
 COMMAND = "command:remote:Command"
@@ -89,47 +90,69 @@ class EngineScenario(Scenario):
     first_up: Operation
 
     def body(self, workdir: Path, namespace: str) -> None:
-        report = self.report
-        with self.step("engine"):
-            engine = find_engine(log=self.log)
         prepared = self.prepare(workdir, engine_substitutions)
-        config = prepared.config
         with self.lab_cluster(prepared, workdir, namespace) as cluster:
-            cluster.open()
-            report.substitutions += [
-                {
-                    "what": f"storage pool {name}",
-                    "declared": "lvs:image.pool: an existing pool",
-                    "lab": "created by the lab",
-                    "reason": "the stack expects it on the host",
-                }
-                for name in cluster.provide_pools(prepared.plan)
-            ]
-            assert cluster.boot is not None
-            additions = DomainAdditions(
-                kernel=str(cluster.boot.kernel),
-                initrd=str(cluster.boot.initrd),
-                cmdline=cluster.boot.cmdline,
-                consoles=str(workdir / "consoles"),
-                tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if config["lvs:domainType"] == "qemu" else None,
-            )
-            project = write_project(workdir / "project", self.config_path, additions)
-            stack = EngineStack(engine, project, self.stack, namespace=cluster.ns, state=workdir / "engine", log=self.log)
-            with self.step("stack init (as the README says)"):
-                stack.install_plugins()
-                report.engine, report.plugins = stack.versions()
-                report.notes.append(f"engine: {report.engine} ({engine.origin}: {engine.pulumi})")
-                stack.init()
-                self.configure(stack, prepared.key)
-            self.engine_stack = stack
+            stack = self.set_up_stack(cluster, prepared, workdir)
             try:
-                self.exercise_engine(cluster, Converged(config, prepared.plan, prepared.topology))
+                self.exercise_engine(cluster, Converged(prepared.config, prepared.plan, prepared.topology))
             finally:
-                report.engine_operations = [operation.as_json() for operation in stack.operations]
+                self.report.engine_operations = [operation.as_json() for operation in stack.operations]
                 if stack.urns():
                     self.log("engine: destroying what is left")
                     stack.destroy()
                 cluster.remove_pools(cluster.provided_pools)
+
+    def bring_up(self, workdir: Path, namespace: str) -> tuple[LabCluster, EngineStack, Converged]:
+        """`lab up`: the stack set up and `pulumi up` run as `lab verify` does, the guests
+        booted; the cluster is left running (the caller closes it on failure only)."""
+        prepared = self.prepare(workdir, engine_substitutions)
+        cluster = self.lab_cluster(prepared, workdir, namespace)
+        try:
+            stack = self.set_up_stack(cluster, prepared, workdir)
+            with self.step("pulumi up"):
+                for guest in prepared.topology.guests:
+                    cluster.watch(guest.name, started_at=time.monotonic())
+                self.up_as_a_user_would()
+                cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster, stack, Converged(prepared.config, prepared.plan, prepared.topology)
+
+    def set_up_stack(self, cluster: LabCluster, prepared: Prepared, workdir: Path) -> EngineStack:
+        """The private daemon and the pools the stack expects, the lab's project around the
+        unchanged program, and the stack set up as the README says."""
+        report = self.report
+        with self.step("engine"):
+            engine = find_engine(log=self.log)
+        cluster.open()
+        report.substitutions += [
+            {
+                "what": f"storage pool {name}",
+                "declared": "lvs:image.pool: an existing pool",
+                "lab": "created by the lab",
+                "reason": "the stack expects it on the host",
+            }
+            for name in cluster.provide_pools(prepared.plan)
+        ]
+        assert cluster.boot is not None
+        additions = DomainAdditions(
+            kernel=str(cluster.boot.kernel),
+            initrd=str(cluster.boot.initrd),
+            cmdline=cluster.boot.cmdline,
+            consoles=str(workdir / "consoles"),
+            tcg_translation_cache_mib=TCG_TRANSLATION_CACHE_MIB if prepared.config["lvs:domainType"] == "qemu" else None,
+        )
+        project = write_project(workdir / "project", self.config_path, additions)
+        stack = EngineStack(engine, project, self.stack, namespace=cluster.ns, state=workdir / "engine", log=self.log)
+        with self.step("stack init (as the README says)"):
+            stack.install_plugins()
+            report.engine, report.plugins = stack.versions()
+            report.notes.append(f"engine: {report.engine} ({engine.origin}: {engine.pulumi})")
+            stack.init()
+            self.configure(stack, prepared.key)
+        self.engine_stack = stack
+        return stack
 
     def keep_on_failure(self, workdir: Path, kept: Path) -> None:
         """The engine's own account of each operation: its event logs and output."""
@@ -173,6 +196,7 @@ class EngineScenario(Scenario):
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
             report.timings["clusterReadySeconds"] = up.seconds
             report.timings["guests_at_once"] = len(boots)
+            self.record_boots(cluster)  # on the timeline; each guest's clock starts at up's start
             report.timings["engine"] = self.phases(up, cluster)
             self.check_libvirt_objects(cluster)
         uuids, boot_ids_before = cluster.domain_uuids(), boot_ids(cluster, state.topology)
@@ -207,15 +231,15 @@ class EngineScenario(Scenario):
                 "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
             )
 
-    def engine_units(self) -> list[EngineUnit]:
+    def engine_units(self) -> list[Lifecycle]:
         """What runs on the cluster `pulumi up` built, in order (engine_units.py for what goes
         through the engine; scenarios.py, faults.py, vrrp_faults.py for what only looks or breaks)."""
         settings = self.settings_of(self.config)
-        rules: list[EngineUnit] = [Created(), UserOwnedRules(), CommandsDeleted(), CommandsCreated(), CreateAgain()]
+        rules: list[Lifecycle] = [Created(), UserOwnedRules(), CommandsDeleted(), CommandsCreated(), CreateAgain()]
         if settings.keepalived:
             quiet = QuietPeriodStart()
             checked = [RealServerDown(), RealServerKilled()] if settings.health_check else []
-            pair: list[EngineUnit] = (
+            pair: list[Lifecycle] = (
                 [DirectorDown(), PartialHolding(), KeepalivedHangs(), ReloadDuringElection()] if settings.director.pair else []
             )
             return [*rules, quiet, Balance(), Throughput(), QuietPeriodEnd(quiet), *checked, *pair, DrainOne(), Refresh(), DeleteRestores()]

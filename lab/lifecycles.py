@@ -1,14 +1,25 @@
-"""Lifecycles as `pulumi up` runs them, through the lab's libvirtd: each one a unit that
-converges the cluster to a changed stack file, makes one change, and verifies it.
+"""Lifecycles as a user runs them with the real engine: each unit edits the stack or runs the CLI
+(`pulumi up`, `pulumi destroy --target`, `pulumi refresh`), then verifies the cluster and the
+engine's own account of what it did (its event log). The units that only look at or break the
+running cluster are in scenarios.py, faults.py and vrrp_faults.py.
 
-- `UpAgain`: the same stack file again changes nothing: no libvirt object, no Command, same
-  domain UUIDs, no guest rebooted.
-- `ScaleOut`: one more web node in the stack file creates exactly its volume, seed, domain,
-  ready-Command and real server (the table is re-read); balance holds over all nodes.
-- `ScaleIn`: removing it again drains its real server, then removes it, before its VM goes;
-  a request loop runs against the VIP throughout and no request fails.
-- `SecondStack`: another stack defined on the same daemon collides with nothing, and
-  destroying it leaves the first intact.
+- `Created`: after the first `pulumi up`: the table lists the service, the rules are saved for a
+  reboot, and the Command scripts the engine ran are the ones the lab planned.
+- `UserOwnedRules`: an IPVS service and a NAT rule the user adds by hand on the director.
+- `CommandsDeleted`: `pulumi destroy --target` every rule Command: the program's rules go, the
+  user's stay.
+- `CommandsCreated`: `pulumi up` creates them again on a director holding the user's rules: the
+  same tables as before.
+- `DrainOne`: `pulumi config set --path 'lvs:webServers[0].weight' 0; pulumi up`: one update per
+  director, no VM, the live table and the distribution follow.
+- `UpAgain`: `pulumi up` of the unchanged stack: no step, same domain UUIDs, no guest rebooted.
+- `ScaleOut` / `ScaleIn`: one more web node in the stack file, then out again under a bounded
+  request loop: no request fails, its Commands (the drain) end before its domain goes.
+- `SecondStack`: another stack of the same project on the same daemon, up, serving, destroyed;
+  the first intact.
+- `Refresh`: `pulumi refresh`: what the engine reads back of Commands and libvirt objects.
+- `DeleteRestores`: `pulumi destroy --target` every rule Command again: the director's tables as
+  they were after the first such delete, exactly, the user's rules included.
 """
 
 from __future__ import annotations
@@ -16,14 +27,17 @@ from __future__ import annotations
 import copy
 import ipaddress
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .plan import Plan, record_plan, stack_config
-from .topology import Topology, command_changes, read_topology
+from .scenarios import USER_IPVS_SERVICE, add_user_rules
+from .topology import Topology, read_topology
 
 if TYPE_CHECKING:
     from .cluster import LabCluster
+    from .engine import Operation
+    from .engine_verify import EngineScenario
     from .verify import Scenario
 
 REQUEST_INTERVAL_SECONDS = 0.1  # the background loop's pace: at most 10 requests a second
@@ -41,9 +55,11 @@ class Converged:
 
 
 class Lifecycle(Protocol):
+    """A unit of the run; the ones that take any Scenario (scenarios.py, faults.py) are ones too."""
+
     name: str
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged: ...
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged: ...
 
 
 def changed(run: Scenario, config: dict[str, Any], *, stack: str | None = None) -> Converged:
@@ -58,22 +74,6 @@ def boot_ids(cluster: LabCluster, topology: Topology) -> dict[str, str]:
         if command.name.endswith("-ready"):
             ids[command.name] = cluster.ssh(command.host, command.user, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
     return ids
-
-
-class UpAgain:
-    name = "up again: nothing changes"
-
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        uuids, boots = cluster.domain_uuids(), boot_ids(cluster, state.topology)
-        again = changed(run, copy.deepcopy(state.config))
-        changes = cluster.up(again.plan, again.topology)
-        run.report.libvirt_changes["up again"] = [asdict(change) for change in changes]
-        run.report.check("up again: no libvirt object changes", changes == [], str(changes))
-        commands = command_changes(state.topology, again.topology)
-        run.report.check("up again: no Command runs", commands == [], str([(c.name, c.action) for c in commands]))
-        run.report.check("up again: same domain UUIDs", cluster.domain_uuids() == uuids)
-        run.report.check("up again: no guest rebooted", boot_ids(cluster, again.topology) == boots)
-        return again
 
 
 def _extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
@@ -94,37 +94,171 @@ def next_web_server(run: Scenario, state: Converged) -> dict[str, Any]:
     return _extra_web_server(state.config, used | {run.settings_of(state.config).vip})
 
 
+COMMAND = "command:remote:Command"
+DOMAIN = "libvirt:index/domain:Domain"
+CHANGING = ("create", "update", "replace", "create-replacement", "delete-replaced", "delete")
+
+
+def rule_commands(state: Converged) -> list[str]:
+    """The Commands that own rules on the directors: every Command but the nodes' ready waits."""
+    return [command.name for command in state.topology.commands if not command.name.endswith("-ready")]
+
+
+def tables(run: EngineScenario) -> list[str]:
+    """`pulumi stack output ipvsTable`: one table, or one per director."""
+    table = run.engine_stack.output("ipvsTable")
+    return [str(text) for text in (table.values() if isinstance(table, dict) else [table])]
+
+
+def touched(operation: Operation) -> set[tuple[str, str]]:
+    """(name, op) of every step that changed something."""
+    return {(step["name"], step["op"]) for step in operation.steps if step["op"] in CHANGING}
+
+
+class Created:
+    name = "create (the first pulumi up)"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        settings = run.settings_of(state.config)
+        director = run.director_of(state)
+        service = f"{settings.vip}:{settings.service.port}"
+        listed = tables(run)
+        run.report.ipvs_table_after_create = "\n".join(listed)
+        run.report.check("ipvsadm table lists the service", bool(listed) and all(service in table for table in listed), str(listed))
+        if settings.keepalived:
+            # keepalived rebuilds its table at boot; only the SNAT rule is saved.
+            saved = cluster.ssh(director.host, director.user, "systemctl is-enabled keepalived; sudo -n cat /etc/iptables/rules.v4").stdout
+            run.report.check("keepalived enabled and SNAT saved for reboot", saved.startswith("enabled") and "SNAT" in saved)
+        else:
+            saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
+            run.report.check("rules saved for reboot", service in saved and "SNAT" in saved)
+        # The lab replays these scripts (CreateAgain) and reaches the nodes by them.
+        ran = {s["name"]: s["inputs"].get("create") for s in run.first_up.steps if s["type"] == COMMAND and s["op"] == "create"}
+        planned = {command.name: command.create for command in state.topology.commands}
+        differing = sorted(name for name in planned.keys() | ran.keys() if planned.get(name) != ran.get(name))
+        run.report.check("the engine ran exactly the Command scripts the lab planned", differing == [], str(differing))
+        return state
+
+
+class UserOwnedRules:
+    name = "user-owned rules"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        director = run.director_of(state)
+        add_user_rules(run, cluster, director)
+        run.director_created = run.director_state(cluster, director)
+        return state
+
+
+class CommandsDeleted:
+    name = "delete the rules (pulumi destroy --target)"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        names = rule_commands(state)
+        destroyed = run.destroy_commands(names)
+        run.report.check(
+            "the engine deletes every rule Command and nothing else",
+            sorted(destroyed.named("delete")) == sorted(names),
+            str(destroyed.changed()),
+        )
+        after = run.director_state(cluster, run.director_of(state))
+        run.director_before = after
+        settings = run.settings_of(state.config)
+        ours = [line for line in after["ipvs"].splitlines() if str(settings.vip) in line]
+        ours += [line for line in after["nat"].splitlines() if "SNAT" in line or "MASQUERADE" in line]
+        run.report.check("delete leaves none of the program's rules", ours == [], str(ours))
+        run.report.check("delete leaves the user's rules", user_rules_there(after), str(after))
+        return state
+
+
+class CommandsCreated:
+    name = "create the rules again (pulumi up)"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        up = run.up_as_a_user_would(name="up_rules")
+        run.report.check(
+            "the engine creates exactly the rule Commands again",
+            {name for name, op in touched(up)} == set(rule_commands(state)) and {op for _, op in touched(up)} == {"create"},
+            str(up.changed()),
+        )
+        again = run.director_state(cluster, run.director_of(state))
+        run.report.check(
+            "create beside the user's rules leaves the same tables", again == run.director_created, f"{again} != {run.director_created}"
+        )
+        return state
+
+
+class DrainOne:
+    name = "update a weight (pulumi config set; pulumi up)"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        """Weight 0 for the first web node: each director's real server of it updated in place
+        (keepalived: its file updated, each director's load and table re-run), no VM touched;
+        the live table and the distribution follow."""
+        config = copy.deepcopy(state.config)
+        web = config["lvs:webServers"][0]
+        web["weight"] = 0
+        drained = changed(run, config)
+        run.engine_stack.config_set("lvs:webServers[0].weight", "0", path=True)
+        up = run.operate("up_weight", run.engine_stack.up())
+        settings = run.settings_of(config)
+        if settings.keepalived:
+            expected = {(f"keepalived-{d.name}-real-server-{web['name']}", "update") for d in settings.directors}
+            expected |= {(f"keepalived-{d.name}-{part}", "replace") for d in settings.directors for part in ("load", "table")}
+        else:
+            expected = {(f"ipvs-real-server-{web['name']}", "update"), ("ipvs-table", "replace")}
+        found = {(name, op) for name, op in touched(up) if op in ("update", "replace")}
+        others = {name for name, op in touched(up)} - {name for name, _ in expected}
+        run.report.check(
+            "a weight change updates one real server in place (on each director), nothing else",
+            found == expected and others == set(),
+            str(up.changed()),
+        )
+        line = f"{web['ip']}:"
+        weights = [row.split()[-3] for text in tables(run) for row in text.splitlines() if line in row]
+        run.report.check(f"the live table gives {web['name']} weight 0", bool(weights) and set(weights) == {"0"}, str(weights))
+        run.check_distribution(cluster, drained, "after weight change", key="after_update", check="distribution after the weight change")
+        return drained
+
+
+class UpAgain:
+    name = "up again: nothing changes"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        uuids, boots = cluster.domain_uuids(), boot_ids(cluster, state.topology)
+        up = run.operate("up_again", run.engine_stack.up())
+        run.report.check("up again: the engine changes nothing", touched(up) == set() and up.changes["same"] > 0, str(up.changes))
+        run.report.check("up again: same domain UUIDs", cluster.domain_uuids() == uuids)
+        run.report.check("up again: no guest rebooted", boot_ids(cluster, state.topology) == boots)
+        return state
+
+
 class ScaleOut:
     name = "scale out: one more web node"
-    added = ""  # the web node's name, once it ran
+    added = ""
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        """One more web node in the stack file, `pulumi up`: the engine creates exactly its
+        volume, seed, domain and Commands; nothing else of libvirt changes; balance holds."""
         extra = next_web_server(run, state)
         self.added = extra["name"]
         config = copy.deepcopy(state.config)
         config["lvs:webServers"].append(extra)
-        out = changed(run, config)
-        running = set(cluster.guests)
-        changes = cluster.up(out.plan, out.topology)
-        run.report.libvirt_changes["scale out"] = [asdict(change) for change in changes]
-        created = sorted((change.type, change.name) for change in changes)
-        expected = sorted([("Volume", f"{extra['name']}-root"), ("CloudInitDisk", f"{extra['name']}-seed"), ("Domain", extra["name"])])
-        run.report.check("scale out: exactly the new node's volume, seed and domain are created", created == expected, str(created))
-        commands = command_changes(state.topology, out.topology)
-        actions = sorted((change.name, change.action) for change in commands)
-        expected_actions = sorted(
-            [(f"{extra['name']}-ready", "create"), (f"ipvs-real-server-{extra['name']}", "create"), ("ipvs-table", "replace")]
-        )
-        run.report.check(
-            "scale out: only its ready-Command and real server, and the table re-read", actions == expected_actions, str(actions)
-        )
+        grown = changed(run, config)
+        run.engine_stack.write_config(config)
+        domain = next(guest.name for guest in grown.topology.guests if guest.name not in cluster.guests)
+        cluster.watch(domain, started_at=time.monotonic())
+        up = run.up_as_a_user_would(name="up_scale_out")
+        created = up.named("create", type_prefix="libvirt:")
+        expected = sorted([f"{extra['name']}-root", f"{extra['name']}-seed", extra["name"]])
+        run.report.check("scale out: the engine creates exactly the new node's volume, seed and domain", created == expected, str(created))
+        libvirt_others = [s["name"] for s in up.steps if s["type"].startswith("libvirt:") and s["op"] in CHANGING and s["op"] != "create"]
+        run.report.check("scale out: no other libvirt object changes", libvirt_others == [], f"{up.changes} {libvirt_others}")
         cluster.wait_booted(run.boot_timeout)
         # The floor's solo boot (verify.floor_timings): this node boots alone, the others idle.
-        added = next(guest for name, guest in cluster.guests.items() if name not in running)
-        run.report.timings["solo_boot_s"] = round(added.boot_seconds or 0.0, 1)
-        run.apply_changes(cluster, commands, out.topology)
-        run.check_distribution(cluster, out, "after scale out")
-        return out
+        run.report.timings["solo_boot_s"] = round(cluster.guests[domain].guest_uptime or 0.0, 1)
+        run.check_distribution(cluster, grown, "after scale out")
+        return grown
 
 
 class ScaleIn:
@@ -133,44 +267,42 @@ class ScaleIn:
     def __init__(self, scale_out: ScaleOut) -> None:
         self.scale_out = scale_out  # the node it added is the one removed
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        """The added node out of the stack file again, `pulumi up` under a bounded request loop:
+        no request fails; the engine deletes its real server (drained) before its domain."""
         config = copy.deepcopy(state.config)
         config["lvs:webServers"] = [web for web in config["lvs:webServers"] if web["name"] != self.scale_out.added]
         back = changed(run, config)
-        commands = command_changes(state.topology, back.topology)
-        removed = {change.name for change in commands if change.action == "delete"}
+        run.engine_stack.write_config(config)
         loop = run.background_requests(cluster, back, count=REQUESTS_DURING_SCALE_IN, interval=REQUEST_INTERVAL_SECONDS)
         started = time.monotonic()
         time.sleep(REQUESTS_FLOWING_SECONDS)  # the loop is answering before anything is removed
         try:
-            # Pulumi deletes dependents first: the real server (drained by its delete), the
-            # node's ready-Command, then the VM and its volumes.
-            run.apply_changes(cluster, commands, back.topology)
-            changes = cluster.up(back.plan, back.topology)
+            up = run.up_as_a_user_would(name="up_scale_in")
         finally:
             lines = run.collect(loop)
-        run.report.libvirt_changes["scale in"] = [asdict(change) for change in changes]
+        deleted = up.named("delete", type_prefix="libvirt:")
+        run.report.check("scale in: the engine deletes the node's volume, seed and domain", len(deleted) == 3, str(deleted))
+        domain_deleted = min((s["startSequence"] for s in up.steps if s["type"] == DOMAIN and s["op"] == "delete"), default=0)
+        commands_deleted = [s for s in up.steps if s["type"] == COMMAND and s["op"] == "delete"]
+        run.report.check(
+            "scale in: its Commands (the real server's drain among them) end before its domain is deleted",
+            bool(commands_deleted) and all(s["endSequence"] is not None and s["endSequence"] < domain_deleted for s in commands_deleted),
+            str([s["name"] for s in commands_deleted]),
+        )
         failed = [line for line in lines if not line.startswith("200 ")]
         run.report.scale_in = {
+            "node": self.scale_out.added,
             "requests": len(lines),
             "failed": len(failed),
             "seconds": round(time.monotonic() - started, 1),
             "failures": failed[:20],
         }
         run.report.check(
-            "scale in: its real server and ready-Command are deleted",
-            any(n.startswith("ipvs-real-server-") for n in removed),
-            str(sorted(removed)),
-        )
-        deleted = sorted((change.type, change.name) for change in changes if change.action == "delete")
-        run.report.check(
-            "scale in: its domain and volumes go after the rules",
-            len(deleted) == 3 and changes == [c for c in changes if c.action == "delete"],
-            str(deleted),
-        )
-        run.report.check(
             "scale in: no request fails during the removal", lines != [] and failed == [], f"{len(failed)} of {len(lines)} failed"
         )
+        for name in [name for name in cluster.guests if name not in {guest.name for guest in back.topology.guests}]:
+            del cluster.guests[name]
         return back
 
 
@@ -180,24 +312,61 @@ class SecondStack:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        # Defined, not booted: the time budget of one 2-core machine.
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        """Another environment of the same project (`pulumi stack init`, its own stack file) on
+        the same daemon: up beside the first, its VIP serving, destroyed; the first intact."""
         config = run.lab_stack_config(stack_config(self.config_path))
-        stack = self.config_path.rsplit("/", 1)[-1].removeprefix("Pulumi.").removesuffix(".yaml")
-        plan = record_plan(config, stack=stack)
+        second = run.second_engine_stack(self.config_path, config)
+        stack = second.stack
+        other = changed(run, config, stack=stack)
         first = cluster.libvirt_inventory()
-        second, provided = cluster.second_deployment(plan)
+        provided = cluster.provide_pools(other.plan)
+        for guest in other.topology.guests:
+            cluster.watch(guest.name, started_at=time.monotonic())
         try:
-            changes = second.up(plan)
-            run.report.check(f"second stack {stack}: every object defined beside the first", len(changes) > 0, f"{len(changes)} objects")
+            up = run.operate(f"up_{stack}", second.up())
+            run.report.check(f"second stack {stack}: every resource created beside the first", up.changes["create"] > 0, str(up.changes))
             bridges = cluster.bridge_names()
             run.report.check("second stack: no bridge shared", len(set(bridges.values())) == len(bridges), str(bridges))
+            cluster.wait_booted(run.boot_timeout)
+            run.check_distribution(cluster, other, f"of the second stack {stack}", key=f"second_stack_{stack}")
         finally:
-            second.destroy()
-            left = cluster.leftovers(plan)
+            destroyed = run.operate(f"destroy_{stack}", second.destroy())
+            for guest in other.topology.guests:
+                cluster.guests.pop(guest.name, None)
             cluster.remove_pools(provided)
+            cluster.provided_pools = [name for name in cluster.provided_pools if name not in provided]
+        left = cluster.leftovers(other.plan)
         run.report.check(f"second stack {stack}: destroy leaves none of its objects", left == [], str(left))
+        run.report.check(f"second stack {stack}: destroy deletes what up created", destroyed.changes["delete"] == up.changes["create"])
         now = cluster.libvirt_inventory()
         differences = {kind: sorted(set(now[kind]) ^ set(first[kind])) for kind in first if now[kind] != first[kind]}
         run.report.check("second stack: the first stack is intact", differences == {}, str(differences))
         return state
+
+
+class Refresh:
+    name = "pulumi refresh"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        refresh = run.operate("refresh", run.engine_stack.refresh())
+        # Refresh steps are "refresh"; what the engine found drifted it counts as update or delete.
+        run.report.notes.append(f"refresh: {refresh.changes}, drifted: {refresh.changed()}")
+        return state
+
+
+class DeleteRestores:
+    name = "delete"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        run.destroy_commands(rule_commands(state))
+        after = run.director_state(cluster, run.director_of(state))
+        run.report.director_after_delete = after
+        before = run.director_before
+        run.report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
+        run.report.check("user-owned rules untouched", user_rules_there(after))
+        return state
+
+
+def user_rules_there(director: dict[str, Any]) -> bool:
+    return "owned-by-the-user" in director["nat"] and USER_IPVS_SERVICE.split()[-1] in director["ipvs"]

@@ -27,6 +27,13 @@ from pulumi.runtime.sync_await import _sync_await
 from . import runs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The resource types of the program the lab reads from a plan.
+NETWORK = "libvirt:index/network:Network"
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+POOL = "libvirt:index/pool:Pool"
+CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
+COMMAND = "command:remote:Command"
 PROGRAM = PROJECT_DIR / "__main__.py"
 PROJECT_NAME = "lvs-cluster"
 

@@ -1,33 +1,25 @@
-"""The scenario units `lab verify` runs on a booted cluster, in order, each one idea: it takes
-the stack as last applied (`Converged`), makes one change or side effect, verifies it, and
-returns the stack as it now stands. The lifecycles of a stack file (`lifecycles.py`) are units
-of the same shape; faults and lifecycles arrive as new units, not as steps inside another.
+"""The scenario units `lab verify` runs on the cluster `pulumi up` built that look at it or break
+it without the engine, each one idea: it takes the stack as last applied (`Converged`), makes
+one side effect, verifies it, and returns the stack as it now stands. The units that change the
+stack through the engine are in `lifecycles.py`; faults arrive as new units, not as steps
+inside another.
 
-- `UserOwnedRules`: an IPVS service and a NAT rule the user owns on the director (nothing of
-  the program may touch them); the director's tables before any Command.
-- `Create`: every Command's `create` in dependency order, independent ones at once; the table lists the service and the
-  rules are saved for a reboot.
-- `CreateAgain`: the same again leaves the same tables (the scripts are idempotent).
+- `CreateAgain`: every Command's create script run once more, as an interrupted `pulumi up`
+  runs again a create it did not record (the engine itself never runs one twice): the same
+  tables (the scripts are idempotent).
 - `Balance`: requests from the client to the VIP, counted per web node, against the scheduler.
 - `Throughput`: sequential requests through the VIP and straight to a real server.
-- `DrainOne`: weight 0 for the first web node through the program: one Command updated in
-  place, no VM touched, the new distribution.
 - `RebootFault`: the director and a web node reboot; the rules and the NFS docroot come back.
-- `DeleteRestores`: every `delete`, in reverse dependency order, restores the director's tables exactly,
-  the user's rules included.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import TYPE_CHECKING, Any
 
-from .lifecycles import Converged, changed
-from .topology import command_changes
-
 if TYPE_CHECKING:
     from .cluster import LabCluster
+    from .lifecycles import Converged
     from .topology import LabCommand
     from .verify import Scenario
 
@@ -36,16 +28,6 @@ USER_IPVS_SERVICE = "-t 127.0.0.1:9"
 USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
 THROUGHPUT_REQUESTS = 200
 DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999)
-
-
-class UserOwnedRules:
-    name = "user-owned rules"
-
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        director = run.director_of(state)
-        add_user_rules(run, cluster, director)
-        run.director_before = run.director_state(cluster, director)
-        return state
 
 
 def add_user_rules(run: Scenario, cluster: LabCluster, director: LabCommand) -> None:
@@ -59,30 +41,6 @@ def add_user_rules(run: Scenario, cluster: LabCluster, director: LabCommand) -> 
     added = cluster.ssh(director.host, director.user, owned)
     if added.returncode != 0:
         raise run.failure(f"could not add the user-owned rules on the director: {added.stderr.strip()}")
-
-
-class Create:
-    name = "create"
-
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        settings = run.settings_of(state.config)
-        director = run.director_of(state)
-        run.apply_all(cluster, state.topology.commands, "create")
-        run.report.timings["rules_applied_s"] = run.elapsed()
-        table_name = f"keepalived-{settings.director.name}-table" if settings.keepalived else "ipvs-table"
-        table = run.record(cluster.run_command(state.topology.command(table_name), "create")).stdout
-        run.report.ipvs_table_after_create = table
-        run.director_created = run.director_state(cluster, director)
-        service = f"{settings.vip}:{settings.service.port}"
-        run.report.check("ipvsadm table lists the service", service in table)
-        if settings.keepalived:
-            # keepalived rebuilds its table at boot; only the SNAT rule is saved.
-            saved = cluster.ssh(director.host, director.user, "systemctl is-enabled keepalived; sudo -n cat /etc/iptables/rules.v4").stdout
-            run.report.check("keepalived enabled and SNAT saved for reboot", saved.startswith("enabled") and "SNAT" in saved)
-        else:
-            saved = cluster.ssh(director.host, director.user, "cat /etc/ipvsadm.rules; sudo -n cat /etc/iptables/rules.v4").stdout
-            run.report.check("rules saved for reboot", service in saved and "SNAT" in saved)
-        return state
 
 
 class CreateAgain:
@@ -140,34 +98,6 @@ class Throughput:
         return state
 
 
-class DrainOne:
-    name = "update a weight"
-
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        """Drains the first web server (weight 0) through the program, applies the changed
-        Commands as `pulumi up` would, and checks the new distribution."""
-        config = copy.deepcopy(state.config)
-        config["lvs:webServers"][0]["weight"] = 0
-        drained = changed(run, config)
-        changes = command_changes(state.topology, drained.topology)
-        name = config["lvs:webServers"][0]["name"]
-        run.report.check("a weight change touches no VM", drained.topology.guests == state.topology.guests)
-        settings = run.settings_of(config)
-        if settings.keepalived:  # that real server's file on each director, one load, each table read again
-            expected = {(f"keepalived-{d.name}-real-server-{name}", "update") for d in settings.directors}
-            expected |= {(f"keepalived-{d.name}-{part}", "replace") for d in settings.directors for part in ("load", "table")}
-        else:
-            expected = {(f"ipvs-real-server-{name}", "update"), ("ipvs-table", "replace")}
-        run.report.check(
-            "a weight change updates one real server in place (on each director)",
-            {(c.name, c.action) for c in changes} == expected,
-            str([(c.name, c.action) for c in changes]),
-        )
-        run.apply_changes(cluster, changes, drained.topology)
-        run.check_distribution(cluster, drained, "after weight change", key="after_update", check="distribution after the weight change")
-        return drained
-
-
 class RebootFault:
     name = "fault: reboot the director and a web node"
 
@@ -193,17 +123,4 @@ class RebootFault:
         mounted = cluster.ssh(web_ready.host, web_ready.user, "ls /var/www/html >/dev/null; grep ' /var/www/html nfs' /proc/mounts")
         run.report.check(f"{web.name} remounts its NFS docroot after a reboot", mounted.returncode == 0, mounted.stdout.strip())
         run.check_distribution(cluster, state, "after the reboots", key="after_reboot", check="distribution after the reboots")
-        return state
-
-
-class DeleteRestores:
-    name = "delete"
-
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        run.apply_all(cluster, state.topology.commands, "delete")
-        after = run.director_state(cluster, run.director_of(state))
-        run.report.director_after_delete = after
-        before = run.director_before
-        run.report.check("delete restores the director's tables exactly", after == before, f"before={before} after={after}")
-        run.report.check("user-owned rules untouched", "owned-by-the-user" in after["nat"] and "127.0.0.1:9" in after["ipvs"])
         return state

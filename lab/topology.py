@@ -15,15 +15,8 @@ from graphlib import TopologicalSorter
 from typing import Any
 from xml.etree import ElementTree
 
-from .plan import Plan, PlannedResource
-from .translation import network_xml
-
-NETWORK = "libvirt:index/network:Network"
-DOMAIN = "libvirt:index/domain:Domain"
-VOLUME = "libvirt:index/volume:Volume"
-POOL = "libvirt:index/pool:Pool"
-CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
-COMMAND = "command:remote:Command"
+from .libvirt_objects import network_xml
+from .plan import CLOUD_INIT_DISK, COMMAND, DOMAIN, NETWORK, VOLUME, Plan, PlannedResource
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,7 @@ class Topology:
 
 def host_address(network: PlannedResource) -> ipaddress.IPv4Address:
     """The host's address on a network: what the provider's XML says once the network's own
-    stylesheet has been applied (translation.network_xml)."""
+    stylesheet has been applied (libvirt_objects.network_xml)."""
     ip = ElementTree.fromstring(network_xml(network.inputs)).find("ip")
     if ip is None:
         raise ValueError(f"network {network.inputs['name']} gives the host no address: the lab cannot reach its guests")

@@ -1,10 +1,9 @@
-"""`lab verify`: the seed's last step, automated. Hands what the program declared to a private
-libvirtd, boots it, then runs the scenario units (`scenarios.py`, `lifecycles.py`) on the
-booted cluster, destroys it, and always tears everything down.
-
-up (libvirt) → boot → boot profile → user-owned rules → create → idempotent re-create →
-balance → throughput → change a weight (update) → reboot → up again → scale out → scale in →
-[second stack] → delete → nothing else touched → destroy → nothing of the stack left in libvirt.
+"""`lab verify`: the seed's last step, automated. What every run shares: the report and its
+checks, the stack's config with the lab's substitutions, the run's preparation (image,
+accelerator, key pair, the program's own plan), requests and how they are judged, and a work
+directory and namespace always torn down. The run itself, through the real engine, is
+`engine_verify.EngineScenario`; its units are in `lifecycles.py`, `scenarios.py`, `faults.py`
+and `vrrp_faults.py`.
 """
 
 from __future__ import annotations
@@ -28,16 +27,14 @@ from components.config import ClusterSettings, parse_settings
 from . import runs
 from .accel import Accel, choose_accel
 from .cluster import CommandRun, LabCluster
-from .deployment import PRIVATE_IMAGES
-from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled, settled_holding, split_holding
-from .image import DEFAULT_CACHE_DIR, BaseImage, ensure_image
+from .faults import settled_holding, split_holding
+from .image import BaseImage, ensure_image
+from .libvirt_objects import PRIVATE_IMAGES
 from .libvirtd import PrivateLibvirtd
-from .lifecycles import Converged, Lifecycle, ScaleIn, ScaleOut, SecondStack, UpAgain
+from .lifecycles import Converged
 from .plan import Plan, record_plan, stack_config, stack_name
 from .progress import Progress
-from .scenarios import Balance, Create, CreateAgain, DeleteRestores, DrainOne, RebootFault, Throughput, UserOwnedRules
-from .topology import CommandChange, LabCommand, Topology, read_topology
-from .vrrp_faults import KeepalivedHangs, PartialHolding, ReloadDuringElection
+from .topology import LabCommand, Topology, read_topology
 
 Log = Callable[[str], None]
 BOOT_TIMEOUT_SECONDS = 1200
@@ -227,35 +224,6 @@ def keep_consoles(workdir: Path, cache_dir: Path, namespace: str) -> str | None:
     kept = cache_dir / "failed-runs" / f"{namespace}-{time.strftime('%Y%m%d-%H%M%S')}"
     shutil.copytree(consoles, kept)
     return str(kept)
-
-
-def domain_substitutions(domain_type: str) -> list[dict[str, str]]:
-    """What the lab adds to every domain the program declares (lab/cluster.py, lab/translation.py)."""
-    return [*_DOMAIN_SUBSTITUTIONS, *(_TCG_DOMAIN_SUBSTITUTIONS if domain_type == "qemu" else [])]
-
-
-_DOMAIN_SUBSTITUTIONS = [
-    {
-        "what": "domain <os>: kernel, initrd, cmdline",
-        "declared": "(boot from the image's disk)",
-        "lab": "direct kernel boot",
-        "reason": "the lab image has no boot loader",
-    },
-    {
-        "what": "domain <console>: <log file>",
-        "declared": "(pty only)",
-        "lab": "console copied to a file",
-        "reason": "the lab watches boot progress and shows the console on failure",
-    },
-]
-_TCG_DOMAIN_SUBSTITUTIONS = [
-    {
-        "what": "domain <features>: <tcg><tb-cache>",
-        "declared": "(none)",
-        "lab": "256 MiB",
-        "reason": "caps QEMU's memory under software emulation",
-    },
-]
 
 
 def model(config: dict[str, Any], stack: str) -> ClusterSettings:
@@ -457,9 +425,8 @@ class Scenario:
         """What else a failed run keeps beside the consoles."""
 
     def body(self, workdir: Path, namespace: str) -> None:
-        prepared = self.prepare(workdir, domain_substitutions)
-        with self.lab_cluster(prepared, workdir, namespace) as cluster:
-            self.exercise(cluster, prepared.plan, prepared.topology, prepared.config, model(prepared.config, self.stack))
+        """The run itself (engine_verify.EngineScenario)."""
+        raise NotImplementedError
 
     def prepare(self, workdir: Path, domain_additions: Callable[[str], list[dict[str, str]]]) -> Prepared:
         """The image, the accelerator, the run's key pair, the stack's config with the lab's
@@ -505,84 +472,6 @@ class Scenario:
             accel=self.accel,
             progress=self.progress,
         )
-
-    def exercise(self, cluster: LabCluster, plan: Plan, topology: Topology, config: dict[str, Any], settings: ClusterSettings) -> None:
-        report = self.report
-        with self.step("define (libvirt)"):
-            changes = cluster.start()
-            report.substitutions += [
-                {
-                    "what": f"storage pool {name}",
-                    "declared": "lvs:image.pool: an existing pool",
-                    "lab": "created by the lab",
-                    "reason": "the stack expects it on the host",
-                }
-                for name in cluster.provided_pools
-            ]
-            report.libvirt_changes["up"] = [asdict(change) for change in changes]
-            report.timings["define_s"] = round(sum(change.seconds for change in changes), 1)
-        with self.step("boot"):
-            boots = cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
-            report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
-            report.timings["clusterReadySeconds"] = self.record_boots(cluster)
-            report.timings["guests_at_once"] = len(boots)
-            self.check_libvirt_objects(cluster)
-        with self.step("boot profile"):
-            report.boot_profile = self.boot_profile(cluster, plan, topology)
-        state = Converged(config, plan, topology)
-        pair = self.settings_of(config).director.pair is not None
-        for unit in self.units():
-            with self.step(unit.name):
-                state = unit.run(self, cluster, state)
-                # Before Create and after DeleteRestores keepalived holds nothing, by design.
-                if pair and not isinstance(unit, (UserOwnedRules, DeleteRestores)):
-                    self.check_floating(cluster, state, after=unit.name)
-        with self.step("destroy (libvirt)"):
-            changes, report.left_after_destroy = cluster.destroy()
-            report.libvirt_changes["destroy"] = [asdict(change) for change in changes]
-            report.timings["destroy_s"] = round(sum(change.seconds for change in changes), 1)
-            report.check(
-                "destroy leaves none of the stack's libvirt objects", report.left_after_destroy == [], str(report.left_after_destroy)
-            )
-
-    def units(self) -> list[Lifecycle]:
-        """What runs on the booted cluster, in order (scenarios.py, lifecycles.py)."""
-        scale_out = ScaleOut()
-        second = [SecondStack(self.second_stack)] if self.second_stack else []
-        settings = self.settings_of(self.config)
-        if settings.keepalived:
-            quiet = QuietPeriodStart()
-            checked = [RealServerDown(), RealServerKilled()] if settings.health_check else []
-            pair: list[Lifecycle] = (
-                [DirectorDown(), PartialHolding(), KeepalivedHangs(), ReloadDuringElection()] if settings.director.pair else []
-            )
-            return [
-                UserOwnedRules(),
-                Create(),
-                CreateAgain(),
-                quiet,
-                Balance(),
-                Throughput(),
-                QuietPeriodEnd(quiet),
-                *checked,
-                *pair,
-                DrainOne(),
-                DeleteRestores(),
-            ]
-        return [
-            UserOwnedRules(),
-            Create(),
-            CreateAgain(),
-            Balance(),
-            Throughput(),
-            DrainOne(),
-            RebootFault(),
-            UpAgain(),
-            scale_out,
-            ScaleIn(scale_out),
-            *second,
-            DeleteRestores(),
-        ]
 
     # ------------------------------------------------------------ for the units
 
@@ -664,20 +553,6 @@ class Scenario:
         )
         return changed
 
-    def apply_changes(self, cluster: LabCluster, changes: list[CommandChange], topology: Topology) -> None:
-        """Runs changed Commands as `pulumi up` would: deletes first, dependents before what
-        they depend on, then creates and updates in dependency order."""
-        order = {command.name: index for index, command in enumerate(topology.commands)}
-        old_order = {change.name: index for index, change in enumerate(changes)}
-        for change in sorted(changes, key=lambda c: -order.get(c.name, old_order[c.name])):
-            if change.action in ("delete", "replace") and change.old and change.old.delete:
-                self.apply(cluster, change.old, "delete")
-        for change in sorted(changes, key=lambda c: order.get(c.name, -1)):
-            if change.action in ("create", "replace") and change.new:
-                self.apply(cluster, change.new, "create")
-            if change.action == "update" and change.new:
-                self.apply(cluster, change.new, "update")
-
     @staticmethod
     def judge(lines: list[str], settings: ClusterSettings) -> Distribution:
         """Answers ("status seconds backend" lines) against the scheduler's shares; none is not enough."""
@@ -736,18 +611,3 @@ class Scenario:
             )
             datasource = cluster.guests[guest.name].datasource or ""
             self.report.check(f"{guest.name}: cloud-init found its NoCloud disk", datasource.startswith("DataSourceNoCloud"), datasource)
-
-
-def verify(
-    config_path: Path,
-    *,
-    requests: int,
-    log: Log,
-    show: Callable[[str, Any], None],
-    cache_dir: Path = DEFAULT_CACHE_DIR,
-    second_stack: str | None = None,
-    progress: Progress | None = None,
-) -> Report:
-    return Scenario(
-        config_path, requests=requests, log=log, show=show, cache_dir=cache_dir, second_stack=second_stack, progress=progress
-    ).run()

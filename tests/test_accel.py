@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from lab.accel import Accel, choose_accel
-from lab.verify import domain_substitutions, effective_accel, substitute
+from lab.engine_verify import engine_substitutions
+from lab.verify import effective_accel, substitute
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
@@ -54,5 +55,5 @@ def test_kvm_keeps_the_stacks_domain_type_and_tcg_substitutes_it() -> None:
 
 
 def test_the_translation_cache_is_a_substitution_only_under_tcg() -> None:
-    assert any("tb-cache" in change["what"] for change in domain_substitutions("qemu"))
-    assert not any("tb-cache" in change["what"] for change in domain_substitutions("kvm"))
+    assert any("tb-cache" in change["what"] for change in engine_substitutions("qemu"))
+    assert not any("tb-cache" in change["what"] for change in engine_substitutions("kvm"))

@@ -1,7 +1,8 @@
-"""The lab scenario on real guests, through a private libvirtd (slow: `python -m pytest -m lab`).
-Each run hands what the program declared for a stack to libvirt, boots it, applies its
-Commands, checks balance, update, the lifecycles and delete, destroys it and looks for
-leftovers; the figures land in lab-reports/<stack>.json."""
+"""The lab scenario on real guests (slow: `python -m pytest -m lab`): each run is the program run
+as a user runs it, with the real Pulumi CLI and the real libvirt and command providers
+(scripts/build-engine), against a private libvirtd: `pulumi up`, balance, update, the
+lifecycles, the faults, delete, `pulumi destroy`, leftovers; the figures land in
+lab-reports/<stack>.json."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 REPORTS = PROJECT_DIR / "lab-reports"
 SCENARIOS = {
-    # The seed with every lifecycle, and a second stack defined beside it on the same daemon.
+    # The seed with every lifecycle, and a second stack (another environment) up beside it on the same daemon.
     "seed": ["--config", "Pulumi.seed.yaml", "--second-stack", "tests/Pulumi.wrr3.yaml"],
     # Other subnets, names, weights, scheduler and port, an existing pool, no client.
     "wrr3": ["--config", "tests/Pulumi.wrr3.yaml"],
@@ -25,6 +26,7 @@ SCENARIOS = {
     # keepalived: other subnets, names and port, wrr 3:1, TCP checks, a pair that does not preempt.
     "ha-tcp": ["--config", "tests/Pulumi.ha-tcp.yaml"],
 }
+OPERATION_KEYS = {"create", "update", "replace", "delete", "same"}
 HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}}
 # CI runs the seed (the ipvsadm path, every lifecycle) and `ha` (keepalived, every fault); these
 # two would take it past 90 minutes on a machine three times slower than this one.
@@ -75,19 +77,48 @@ def test_every_check_held(report: dict[str, Any]) -> None:
 
 
 @pytest.mark.lab
-def test_it_ran_through_libvirt(report: dict[str, Any]) -> None:
-    assert (report["backend"], report["engine"]) == ("libvirt", "translation")
-    created = {change["type"] for change in report["libvirt_changes"]["up"]}
-    assert created >= {"Volume", "CloudInitDisk", "Network", "Domain"}
-    # The stack creates its pool unless it names an existing one, which the lab then provides.
-    provided = [s for s in report["substitutions"] if s["what"].startswith("storage pool ")]
-    assert ("Pool" in created) == (provided == [])
+def test_the_report_names_the_engine_and_its_plugins(report: dict[str, Any]) -> None:
+    assert (report["backend"], report["engine"]) == ("libvirt", "pulumi v3.259.0")
+    assert report["plugins"] == {"libvirt": "0.5.4", "command": "1.2.1"}
+
+
+@pytest.mark.lab
+def test_every_operation_is_counted_by_the_engine(report: dict[str, Any]) -> None:
+    operations = report["engineOperations"]
+    assert operations[0]["operation"] == "preview"
+    assert {op["operation"] for op in operations} == {"preview", "up", "refresh", "destroy"}
+    for op in operations:
+        assert set(op["changes"]) == OPERATION_KEYS and op["seconds"] >= 0, op
+    preview, up = operations[0], operations[1]
+    assert up["operation"] == "up" and preview["changes"]["create"] == up["changes"]["create"] > 0
+    assert operations[-1]["operation"] == "destroy" and operations[-1]["changes"]["delete"] > 0
 
 
 @pytest.mark.lab
 def test_destroy_left_nothing(report: dict[str, Any]) -> None:
     assert report["leftAfterDestroy"] == []
-    assert {change["action"] for change in report["libvirt_changes"]["destroy"]} == {"delete"}
+
+
+@pytest.mark.lab
+def test_scale_in_drops_no_request(report: dict[str, Any]) -> None:
+    if report["stack"] in HA_SCENARIOS:  # the pair's stacks scale through their faults instead
+        assert report["scale_in"] == {}
+    else:
+        assert report["scale_in"]["requests"] > 0 and report["scale_in"]["failed"] == 0, report["scale_in"]
+
+
+@pytest.mark.lab
+def test_what_the_transform_adds_is_listed(report: dict[str, Any]) -> None:
+    what = {substitution["what"] for substitution in report["substitutions"]}
+    assert {"Domain kernel, initrd, cmdlines", "Domain xml.xslt: <console><log file>"} <= what
+
+
+@pytest.mark.lab
+def test_the_report_says_where_up_went(report: dict[str, Any]) -> None:
+    engine = report["timings"]["engine"]
+    # The engine stamps its events in whole seconds: one second of slack.
+    assert 0 < engine["libvirtSeconds"] <= engine["guestsReadySeconds"] <= engine["commandsSeconds"] + 1 <= engine["upSeconds"] + 2
+    assert 0 < engine["engineShare"] < 1
 
 
 @pytest.mark.lab

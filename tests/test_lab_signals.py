@@ -20,8 +20,8 @@ from lab.runs import RUNS_DIR
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK = "Pulumi.seed.yaml"
 # A line the run prints when it enters the phase.
-PHASES = {"image": "── image", "plan": "── plan", "boot": "── boot", "requests": "── balance"}
-PHASE_TIMEOUT_SECONDS = {"image": 120, "plan": 1200, "boot": 300, "requests": 1800}
+PHASES = {"image": "── image", "plan": "── plan", "up": "── pulumi up", "requests": "── balance"}
+PHASE_TIMEOUT_SECONDS = {"image": 120, "plan": 1200, "up": 300, "requests": 1800}
 EXIT_TIMEOUT_SECONDS = 180
 
 
@@ -79,9 +79,9 @@ def what_is_left(record: dict[str, Any]) -> list[str]:
     [
         (signal.SIGTERM, "image"),
         (signal.SIGINT, "plan"),  # inside Pulumi's engine: deferred, never lost
-        (signal.SIGTERM, "boot"),
-        (signal.SIGINT, "boot"),
-        (signal.SIGHUP, "boot"),
+        (signal.SIGTERM, "up"),
+        (signal.SIGINT, "up"),
+        (signal.SIGHUP, "up"),
         (signal.SIGHUP, "requests"),
     ],
     ids=lambda value: value.name if isinstance(value, signal.Signals) else value,
@@ -95,7 +95,7 @@ def test_a_stop_signal_tears_down_everything(tmp_path: Path, signum: signal.Sign
 
 @pytest.mark.lab
 def test_a_second_signal_does_not_abandon_the_teardown(tmp_path: Path) -> None:
-    process, log, record = run_until(tmp_path, "boot")
+    process, log, record = run_until(tmp_path, "up")
     process.send_signal(signal.SIGTERM)
     time.sleep(0.5)  # the teardown is under way
     process.send_signal(signal.SIGTERM)
@@ -106,7 +106,7 @@ def test_a_second_signal_does_not_abandon_the_teardown(tmp_path: Path) -> None:
 
 @pytest.mark.lab
 def test_lab_down_removes_what_a_killed_run_left(tmp_path: Path) -> None:
-    process, _, record = run_until(tmp_path, "boot")
+    process, _, record = run_until(tmp_path, "up")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=EXIT_TIMEOUT_SECONDS)
     assert what_is_left(record) != []  # SIGKILL cannot be caught: the run left everything

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.libvirt_objects import network_xml
 from lab.libvirtd import PrivateLibvirtd
 from lab.netns import Namespace
-from lab.plan import Plan
-from lab.topology import NETWORK, read_topology
-from lab.translation import network_xml
+from lab.plan import NETWORK, Plan
+from lab.topology import read_topology
 
 
 @pytest.fixture(scope="module")
