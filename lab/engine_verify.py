@@ -1,13 +1,14 @@
-"""`lab verify --engine pulumi`: the program run as a user runs it, with the real Pulumi CLI and the
+"""`lab verify` and `lab up`: the program run as a user runs it, with the real Pulumi CLI and the
 real libvirt and command providers, against the lab's private libvirtd.
 
 The stack is set up the way the README tells a user (`pulumi stack init`, the key pair with
 `pulumi config set`, the private key `--secret`), plus the lab's substitutions as stack config;
 what config cannot express comes from a stack transform (lab/engine_program.py). Then:
 
-preview (shows the rule scripts) → up → preview --expect-no-changes (same domain UUIDs, no guest
-rebooted) → libvirt's objects → balance → a weight change (Commands only, the live table follows)
-→ refresh → `stack output ipvsTable` → destroy → nothing of the stack left in libvirt.
+preview (shows the rule scripts) → up → libvirt's objects → preview --expect-no-changes (same
+domain UUIDs, no guest rebooted) → boot profile → the units (`engine_units`: lifecycles.py
+through the engine, scenarios.py, faults.py, vrrp_faults.py on the cluster) → destroy → nothing
+left in the engine's state or in libvirt.
 
 Every count in `engineOperations` is the engine's own (its event log).
 """
@@ -83,8 +84,7 @@ def engine_substitutions(domain_type: str) -> list[dict[str, str]]:
 
 
 class EngineScenario(Scenario):
-    """The scenario through the real CLI; the units it shares with the translation's run the
-    same checks on the cluster the engine built."""
+    """The scenario through the real CLI."""
 
     engine_stack: EngineStack
     first_up: Operation

@@ -83,13 +83,12 @@ class Report:
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     backend: str = "libvirt"
-    # "translation" (the lab's own mirror of the provider drives libvirt), or the real CLI's
-    # version ("pulumi v3.259.0"), its resource plugins and each operation as it counted it.
-    engine: str = "translation"
+    # The CLI's version ("pulumi v3.259.0"; empty before it ran), its resource plugins and each
+    # operation as the engine counted it.
+    engine: str = ""
     plugins: dict[str, str] = field(default_factory=dict)
     engine_operations: list[dict[str, Any]] = field(default_factory=list)
     substitutions: list[dict[str, str]] = field(default_factory=list)
-    libvirt_changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     left_after_destroy: list[str] | None = None
     scale_in: dict[str, Any] = field(default_factory=dict)
     accel: str = "tcg"  # what the guests ran under: "kvm" or "tcg" (contract)
