@@ -1,8 +1,8 @@
-"""The VM lab: hands what the program declared to a private libvirtd, in a network namespace of
-its own, and proves the cluster works.
+"""The VM lab: runs the program with the real Pulumi CLI against a private libvirtd, in a network
+namespace of its own, and proves the cluster works.
 
 python -m lab verify --config Pulumi.seed.yaml [--requests N] [--json REPORT] [--html PAGE] [-v]
-python -m lab up --config Pulumi.seed.yaml     # leave it running; prints how to reach it
+python -m lab up --config Pulumi.seed.yaml     # pulumi up, left running; prints how to reach it
 python -m lab down                             # remove what `up` left
 python -m lab image                            # build (or reuse) the base image
 """
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("--requests", type=int, default=120, help="requests per distribution check (default 120)")
     verify_parser.add_argument("--json", help="write the report here")
     verify_parser.add_argument("--html", help="write a report to look at here (charts of the distribution and of the run's timeline)")
-    verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml to define beside it on the same libvirtd, then destroy")
+    verify_parser.add_argument("--second-stack", help="another Pulumi.<stack>.yaml: up beside it on the same daemon, serving, destroyed")
     verify_parser.add_argument("-v", "--verbose", action="store_true", help="a line per request, Command output")
     verify_parser.set_defaults(run=command_verify, tools=tools.LAB_PROGRAMS)
     up_parser = commands.add_parser("up", help="boot the cluster and leave it running")

@@ -134,6 +134,12 @@ class LabCluster:
             self.progress.watch_guest(domain_name, guest.console_log, guest.started_at)
         return guest
 
+    def forget(self, domain_name: str) -> None:
+        """A guest the stack no longer has: neither watched nor shown."""
+        self.guests.pop(domain_name, None)
+        if self.progress is not None:
+            self.progress.forget_guest(domain_name)
+
     def leftovers(self, plan: Plan) -> list[str]:
         """The plan's libvirt objects the daemon still holds, found through its API."""
         assert self.connection is not None

@@ -6,7 +6,7 @@ The stack is set up the way the README tells a user (`pulumi stack init`, the ke
 what config cannot express comes from a stack transform (lab/engine_program.py). Then:
 
 preview (shows the rule scripts) → up → libvirt's objects → preview --expect-no-changes (same
-domain UUIDs, no guest rebooted) → boot profile → the units (`engine_units`: lifecycles.py
+domain UUIDs, no guest rebooted) → boot profile → the units (lifecycles.py
 through the engine, scenarios.py, faults.py, vrrp_faults.py on the cluster) → destroy → nothing
 left in the engine's state or in libvirt.
 
@@ -40,14 +40,12 @@ from .lifecycles import (
     UserOwnedRules,
     boot_ids,
 )
-from .plan import stack_name
+from .plan import CLOUD_INIT_DISK, COMMAND, DOMAIN, stack_name
 from .scenarios import Balance, CreateAgain, RebootFault, Throughput
 from .verify import BOOT_TIMEOUT_SECONDS, Prepared, Scenario, StepFailedError
 from .vrrp_faults import KeepalivedHangs, PartialHolding, ReloadDuringElection
 
-COMMAND = "command:remote:Command"
-DOMAIN = "libvirt:index/domain:Domain"
-CLOUD_INIT_DISK = "libvirt:index/cloudInitDisk:CloudInitDisk"
+CREATED = ("create", "create-replacement")
 # terraform-provider-libvirt v0.8.1 reads a CloudInitDisk back right after uploading it; under
 # load the read finds the ISO incomplete, or the pool refresh before the upload times out.
 PROVIDER_RACES = ("error initializing ISO reader: corrupted-image", "timeout while waiting for state to become 'success'")
@@ -87,7 +85,8 @@ class EngineScenario(Scenario):
     """The scenario through the real CLI."""
 
     engine_stack: EngineStack
-    first_up: Operation
+    first_up: list[Operation]  # the first `up`: one attempt, or two where the provider race was mended
+    up_attempts: list[Operation]
 
     def body(self, workdir: Path, namespace: str) -> None:
         prepared = self.prepare(workdir, engine_substitutions)
@@ -96,11 +95,9 @@ class EngineScenario(Scenario):
             try:
                 self.exercise_engine(cluster, Converged(prepared.config, prepared.plan, prepared.topology))
             finally:
+                # After a failure or a stop the engine destroys nothing: the daemon, with every
+                # domain, volume and pool of both stacks, goes with the namespace (LabCluster.close).
                 self.report.engine_operations = [operation.as_json() for operation in stack.operations]
-                if stack.urns():
-                    self.log("engine: destroying what is left")
-                    stack.destroy()
-                cluster.remove_pools(cluster.provided_pools)
 
     def bring_up(self, workdir: Path, namespace: str) -> tuple[LabCluster, EngineStack, Converged]:
         """`lab up`: the stack set up and `pulumi up` run as `lab verify` does, the guests
@@ -188,9 +185,13 @@ class EngineScenario(Scenario):
             up_started = time.monotonic()
             for guest in state.topology.guests:
                 cluster.watch(guest.name, started_at=up_started)
-            self.first_up = up = self.up_as_a_user_would()
+            up = self.up_as_a_user_would()
+            self.first_up = self.up_attempts
+            created = {s["urn"] for attempt in self.first_up for s in attempt.steps if s["op"] in CREATED and not s["failed"]}
             report.check(
-                "up creates what preview showed", up.changes["create"] == preview.changes["create"], f"{up.changes} after {preview.changes}"
+                "up creates what preview showed",
+                len(created) == preview.changes["create"],
+                f"{[attempt.changes for attempt in self.first_up]} after {preview.changes}",
             )
             boots = cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
             report.timings["cloud_init_done_uptime_s"] = {name: round(seconds, 1) for name, seconds in boots.items()}
@@ -232,7 +233,7 @@ class EngineScenario(Scenario):
             )
 
     def engine_units(self) -> list[Lifecycle]:
-        """What runs on the cluster `pulumi up` built, in order (engine_units.py for what goes
+        """What runs on the cluster `pulumi up` built, in order (lifecycles.py for what goes
         through the engine; scenarios.py, faults.py, vrrp_faults.py for what only looks or breaks)."""
         settings = self.settings_of(self.config)
         rules: list[Lifecycle] = [Created(), UserOwnedRules(), CommandsDeleted(), CommandsCreated(), CreateAgain()]
@@ -263,6 +264,8 @@ class EngineScenario(Scenario):
         """`pulumi destroy --target` each named Command (their dependents with them), as a user
         takes a cluster's rules away and keeps its machines."""
         urns = sorted(urn for urn in self.engine_stack.urns() if f"${COMMAND}::" in urn and urn.rsplit("::", 1)[-1] in names)
+        if len(urns) != len(set(names)):  # without a --target, destroy would take the whole stack
+            raise StepFailedError(f"the engine's state holds {len(urns)} of the {len(set(names))} Commands {sorted(names)}")
         targets = [arg for urn in urns for arg in ("--target", urn)]
         return self.operate("destroy_rules", self.engine_stack.destroy(*targets, "--target-dependents"))
 
@@ -286,21 +289,23 @@ class EngineScenario(Scenario):
         second.write_config({key: value for key, value in config.items() if key != "lvs:sshPrivateKey"})
         return second
 
-    def up_as_a_user_would(self, *, name: str = "up") -> Operation:
+    def up_as_a_user_would(self, *, name: str = "up", stack: EngineStack | None = None) -> Operation:
         """`pulumi up`; where it failed on a cloud-init disk as the provider is known to fail
         at random (terraform-provider-libvirt #973: the ISO read back while libvirt still writes
         it, or the pool refresh before the upload timing out), what the README tells a user:
         `pulumi up --replace` each such disk the engine kept (with init errors; a plain `up`
         answers "doesn't support update"), else `pulumi up` again. Every attempt is in
         engineOperations and the notes."""
-        stack = self.engine_stack
+        stack = stack or self.engine_stack
         up = stack.up()
+        self.up_attempts = [up]
         failed = [s["urn"] for s in up.steps if s["failed"] and s["type"] == CLOUD_INIT_DISK]
         if not up.ok and failed and any(marker in up.output for marker in PROVIDER_RACES):
             kept = stack.urns()
             replace = [arg for urn in failed if urn in kept for arg in ("--replace", urn)]
             self.report.notes.append(f"{name} failed on a cloud-init disk (provider race): {failed}; up again {replace}")
             up = stack.up(*replace)
+            self.up_attempts.append(up)
         return self.operate(name, up)
 
     def phases(self, up: Operation, cluster: LabCluster) -> dict[str, float | None]:

@@ -66,7 +66,7 @@ def pool_xml(inputs: Mapping[str, Any]) -> str:
     """resource_libvirt_pool.go resourceLibvirtPoolCreate: a dir pool with its target path
     (`target.path`, else the deprecated `path`)."""
     if inputs.get("type", "dir") != "dir":
-        raise ValueError(f"pool {inputs['name']}: the lab translates dir pools only, not {inputs.get('type')!r}")
+        raise ValueError(f"pool {inputs['name']}: the lab provides dir pools only, not {inputs.get('type')!r}")
     pool = ElementTree.Element("pool", type="dir")
     _sub(pool, "name", inputs["name"])
     path = (inputs.get("target") or {}).get("path") or inputs.get("path")

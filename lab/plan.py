@@ -2,7 +2,8 @@
 
 `record_plan` runs the real `__main__.py` with the real SDK classes; a recording monitor keeps
 every resource registration (type, name, parent, dependencies, inputs, options) and the stack
-outputs. The tests assert on it, and the lab boots exactly what it holds.
+outputs. The tests assert on it; the lab reads from it what the real engine will build (which nodes, how
+to reach them, which Commands), and checks the engine ran those Commands.
 """
 
 from __future__ import annotations

@@ -90,7 +90,9 @@ def test_every_operation_is_counted_by_the_engine(report: dict[str, Any]) -> Non
     for op in operations:
         assert set(op["changes"]) == OPERATION_KEYS and op["seconds"] >= 0, op
     preview, up = operations[0], operations[1]
-    assert up["operation"] == "up" and preview["changes"]["create"] == up["changes"]["create"] > 0
+    assert up["operation"] == "up" and preview["changes"]["create"] > 0
+    if not any("provider race" in note for note in report["notes"]):  # else mended by a second up
+        assert up["changes"]["create"] == preview["changes"]["create"]
     assert operations[-1]["operation"] == "destroy" and operations[-1]["changes"]["delete"] > 0
 
 
