@@ -64,6 +64,14 @@ def raise_if_stopped() -> None:
         raise Stopped(_stop_requested)
 
 
+def with_stop_signals_default() -> None:
+    """For a child the tests start (`preexec_fn`): the stop signals as an interactive shell
+    gives them, whatever this process inherited (nohup ignores SIGHUP, a background job SIGINT,
+    and install_stop_handlers keeps a signal ignored)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def install_stop_handlers() -> None:
     """SIGINT, SIGTERM and SIGHUP stop the run like a failure does. A signal the process was
     started ignoring (a background job's SIGINT, nohup's SIGHUP) stays ignored."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lab import runs
 from lab.runs import RUNS_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ def start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=runs.with_stop_signals_default,
         )
     return process, log
 

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from lab import runs
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 SWALLOWING_LIBRARY = textwrap.dedent(
@@ -29,7 +31,14 @@ SWALLOWING_LIBRARY = textwrap.dedent(
 
 
 def run(code: str) -> list[str]:
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=runs.with_stop_signals_default,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
