@@ -62,7 +62,6 @@ class CommandRun:
 class LabCluster:
     def __init__(
         self,
-        plan: Plan,
         topology: Topology,
         *,
         image: BaseImage,
@@ -73,7 +72,6 @@ class LabCluster:
         accel: Accel,
         progress: Progress | None = None,
     ) -> None:
-        self.plan = plan
         self.topology = topology
         self.image = image
         self.workdir = workdir

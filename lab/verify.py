@@ -461,7 +461,6 @@ class Scenario:
 
     def lab_cluster(self, prepared: Prepared, workdir: Path, namespace: str) -> LabCluster:
         return LabCluster(
-            prepared.plan,
             prepared.topology,
             image=prepared.image,
             workdir=workdir,
@@ -490,19 +489,16 @@ class Scenario:
     def activity(self, label: str) -> contextlib.AbstractContextManager[None]:
         return self.progress.activity(label) if self.progress is not None else contextlib.nullcontext()
 
-    def record_boots(self, cluster: LabCluster) -> float:
-        """Puts each guest's boot on the timeline; returns the seconds from the first domain's
-        start to the last guest's cloud-init done."""
+    def record_boots(self, cluster: LabCluster) -> None:
+        """Puts each guest's boot on the timeline (cluster-ready time is the engine's own)."""
         if self.progress is not None:
             # Its thread polls once a second: the last guest's "done" may not be seen yet.
             self.progress.poll()
-        spans = []
         for name, guest in cluster.guests.items():
             if guest.started_at is None or guest.boot_seconds is None:
                 continue
             start = guest.started_at - self.started
             watched = self.progress.guests.get(name) if self.progress is not None else None
-            spans.append((start, start + guest.boot_seconds))
             self.report.timeline.append(
                 {
                     "kind": "guest",
@@ -512,7 +508,6 @@ class Scenario:
                     "stages": dict(watched.stages) if watched is not None else {},
                 }
             )
-        return round(max(end for _, end in spans) - min(start for start, _ in spans), 1)
 
     def boot_profile(self, cluster: LabCluster, plan: Plan, topology: Topology) -> dict[str, dict[str, Any]]:
         """Where each guest's boot went, in the guest's own words: systemd's and cloud-init's."""
