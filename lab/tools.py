@@ -36,6 +36,7 @@ TOOLS = {
         Tool("dash", "dash", "checks the rule scripts' syntax as the guests' /bin/sh"),
         Tool("chromium", "chromium", "renders the lab's HTML report headless"),
         Tool("/usr/bin/python3", "python3-minimal", "runs Debian's cloud-init validator"),
+        Tool("patch", "patch", "applies the engine build's fixes to the libvirt provider's client"),
         # What the VM lab runs on this machine.
         Tool("qemu-system-x86_64", "qemu-system-x86", "runs the guests"),
         Tool("qemu-img", "qemu-utils", "converts the lab image"),
