@@ -23,6 +23,7 @@ from decimal import Decimal
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import pulumi
 
@@ -126,8 +127,18 @@ MAX_VCPUS = 255
 
 HEALTH_CHECK_TYPES = ("http", "tcp")
 # A URL path keepalived's HTTP_GET requests as it is: RFC 3986 path characters without the
-# ones keepalived.conf or a shell would interpret (quotes, '#', '!', spaces, braces).
-_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/%:@&=+$,;-]*$")
+# ones keepalived.conf or a shell would interpret (quotes, '#', '!', spaces, braces, and '$',
+# which keepalived's parser replaces by a definition: $_RANDOM, $_HASH, ...).
+_URL_PATH = re.compile(r"^/[A-Za-z0-9._~/%:@&=+,;-]*$")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|%00|%2[Ff]")
+# keepalived reads its configuration a line at a time into a 1024-byte buffer (parser.c,
+# MAXBUF): past 1023 characters the rest is read as a line of its own ("Unknown keyword",
+# measured with Debian's 2.2.7). The path's line in a real server's file
+# (keepalived-real-server.conf.j2) is indented by 12.
+_KEEPALIVED_LINE = 1023
+MAX_CHECK_PATH = _KEEPALIVED_LINE - len(" " * 12 + "path ")
+# HTTP statuses that can be the final answer to keepalived's HTTP/1.0 GET (not 1xx).
+CHECK_STATUSES = (200, 599)
 # keepalived.conf(5): virtual_router_id 0..255 (each pair uses it and the next for its two
 # instances); VRRPv2 adverts in whole seconds, 1..255.
 MAX_VIRTUAL_ROUTER_ID = 254
@@ -450,13 +461,9 @@ def _normal_path(key: str, value: Any) -> PurePosixPath:
     normalised = posixpath.normpath(re.sub(r"/+", "/", value))
     if len(normalised) > _EXPORT_MAX_LENGTH or any(len(part) > _NAME_MAX for part in normalised.split("/")):
         raise ConfigError(
-            f"{key}: {_shown_path(value)} is too long (at most {_EXPORT_MAX_LENGTH} characters, {_NAME_MAX} per directory name)"
+            f"{key}: {_shown(value)} is too long (at most {_EXPORT_MAX_LENGTH} characters, {_NAME_MAX} per directory name)"
         )
     return PurePosixPath(normalised)
-
-
-def _shown_path(value: str, limit: int = 80) -> str:
-    return repr(value if len(value) <= limit else value[: limit - 13] + "…" + value[-12:])
 
 
 def _within(path: PurePosixPath, tree: str) -> bool:
@@ -695,6 +702,12 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
         item.reject_unknown()
     if not web_servers:
         raise ConfigError("lvs:webServers: the list is empty (at least one web server is needed)")
+    if all(web.weight == 0 for web in web_servers):
+        weights = f"lvs:webServers[0].weight: 0, and so is every weight (all 0, {len(web_servers)} web servers)"
+        if director.pair is not None or health_check is not None:
+            # keepalived -t exits 5 on its quorum warning, and the director's Command with it.
+            raise ConfigError(f"{weights}: keepalived refuses a virtual service no real server can serve; give one a weight")
+        warnings.append(f"{weights}: the VIP answers no request until one has a weight")
 
     client = None
     if top.raw.get("client") is not None:
@@ -763,7 +776,9 @@ def _director(section: _Section) -> DirectorSettings:
     internal_ip = section.address("internalIp")
     external_ip = section.address("externalIp")
     size = _size(section, "director")
-    if section.raw.get("pair") is None:
+    if "pair" in section.raw and section.raw["pair"] is None:  # never silently one director
+        raise ConfigError(f"{section.path('pair')}: null is not a value for this key; remove the key for one director")
+    if "pair" not in section.raw:
         section._seen.add("pair")
         if "vrrp" in section.raw:
             raise ConfigError(f"{section.path('vrrp')}: VRRP settings need a director pair (lvs:director.pair)")
@@ -809,32 +824,62 @@ def _advert_interval(section: _Section) -> Decimal:
 
 def _health_check(top: _Section, service: ServiceSettings) -> HealthCheckSettings | None:
     """`lvs:healthCheck`: keepalived checks every real server and takes a dead one out."""
-    if top.raw.get("healthCheck") is None:
+    if "healthCheck" not in top.raw:
         top._seen.add("healthCheck")
         return None
+    if top.raw["healthCheck"] is None:  # say, its entries commented out: never silently no checks
+        raise ConfigError("lvs:healthCheck: null is not a value for this key; remove the key to run without health checks")
     section = top.section("healthCheck")
     kind = _choice(section, "type", "http", HEALTH_CHECK_TYPES)
     if kind == "tcp":
         for http_only in ("path", "status"):
             if http_only in section.raw:
                 raise ConfigError(f"{section.path(http_only)}: {section.raw[http_only]!r} applies to type http only, not tcp")
-    path = section.string("path", "/")
-    if not _URL_PATH.fullmatch(path) or len(path) > 1024:
+    path = _check_path(section)
+    port = section.integer("port", service.port, lo=1, hi=65535)
+    if port != service.port:
         raise ConfigError(
-            f"{section.path('path')}: {path!r} is not a plain URL path "
-            "(starts with '/'; letters, digits and ._~/%:@&=+$,;- only, at most 1024 characters)"
+            f"{section.path('port')}: {port} is not the service port (lvs:service.port, {service.port}): the web nodes serve "
+            "only that port, so every check would fail and keepalived would empty the table; remove the key"
         )
     check = HealthCheckSettings(
         type=kind,
-        port=section.integer("port", service.port, lo=1, hi=65535),
+        port=port,
         path=path,
-        status=section.integer("status", 200, lo=100, hi=599),
+        status=section.integer("status", 200, lo=CHECK_STATUSES[0], hi=CHECK_STATUSES[1]),
         interval=section.integer("interval", 2, lo=1, hi=3600),
         timeout=section.integer("timeout", 1, lo=1, hi=3600),
         retries=section.integer("retries", 1, lo=0, hi=100),
     )
     section.reject_unknown()
     return check
+
+
+def _check_path(section: _Section) -> str:
+    """`lvs:healthCheck.path`: a URI path that reaches Apache as written and that keepalived's
+    parser neither rewrites nor cuts."""
+    key = section.path("path")
+    path = section.string("path", "/")
+    if not _URL_PATH.fullmatch(path):
+        raise ConfigError(f"{key}: {_shown(path)} is not a plain URL path (starts with '/'; letters, digits and ._~/%:@&=+,;- only)")
+    if _BAD_ESCAPE.search(path):
+        raise ConfigError(f"{key}: {_shown(path)}: '%' only as a two-hex-digit escape, and never %00 or %2F (Apache refuses them)")
+    if any(segment in (".", "..") for segment in unquote(path).split("/")):
+        raise ConfigError(f"{key}: {_shown(path)} has a dot segment ('.' or '..'): the request would not reach that path")
+    if len(path) > MAX_CHECK_PATH:
+        raise ConfigError(
+            f"{key}: {len(path)} characters; at most {MAX_CHECK_PATH} fit keepalived's configuration line of {_KEEPALIVED_LINE} characters"
+        )
+    return str(path)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value as a message shows it: `null` for None, a long string cut in the middle."""
+    if value is None:
+        return "null"
+    if isinstance(value, str) and len(value) > limit:
+        value = value[: limit - 13] + "…" + value[-12:]
+    return repr(value)
 
 
 def load_settings(config: pulumi.Config, *, stack: str) -> ClusterSettings:

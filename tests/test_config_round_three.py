@@ -1,0 +1,138 @@
+"""Bad input, round three (issue 17): health checks that test what clients get, check paths that
+reach Apache as written, nulls on the pair's keys, and weights keepalived refuses. Each fails
+`pulumi preview` with one line naming the key and the value, before any resource is registered;
+the legal but doubtful ones warn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.config import MAX_CHECK_PATH
+from lab.plan import record_plan
+from tests.conftest import seed_config
+from tests.test_config import _set
+from tests.test_config_ha import ha_config, settings_of
+from tests.test_config_round_two import Change, _cases, _fails
+
+# --- A health check tests what clients get -----------------------------------------------------
+
+
+@_cases(
+    [
+        (_set("healthCheck.port", 8080), "lvs:healthCheck.port", "8080"),
+        (_set("healthCheck.port", 22), "lvs:healthCheck.port", "22"),
+        (_set("healthCheck.port", "111"), "lvs:healthCheck.port", "111"),
+        (_set("healthCheck", {"type": "tcp", "port": 2049}), "lvs:healthCheck.port", "2049"),
+        (_set("healthCheck.status", 100), "lvs:healthCheck.status", "100"),
+        (_set("healthCheck.status", 101), "lvs:healthCheck.status", "101"),
+        (_set("healthCheck.status", "199"), "lvs:healthCheck.status", "199"),
+    ]
+)
+def test_a_check_on_another_port_or_an_interim_status_is_refused(change: Change, key: str, value: str) -> None:
+    config = ha_config()
+    change(config)
+    _fails(config, key, value, stack="ha")
+
+
+def test_the_check_port_may_be_spelled_as_the_service_port() -> None:
+    config = ha_config()
+    config["lvs:service"]["port"] = 8080
+    config["lvs:healthCheck"] = {"type": "tcp", "port": "8080"}
+    check = settings_of(config).health_check
+    assert check is not None and check.port == 8080
+
+
+# --- A check path reaches Apache as written ----------------------------------------------------
+
+BAD_PATHS = {
+    "/%zz": "escape",
+    "/a%4": "escape",
+    "/100%": "escape",
+    "/a%00b": "%00",
+    "/a%2Fb": "%2F",
+    "/a%2fb": "%2F",
+    "/./index.html": "dot segment",
+    "/a/../b": "dot segment",
+    "/a/..": "dot segment",
+    "/a/.": "dot segment",
+    "/%2e%2e/etc": "dot segment",
+    "/$_RANDOM": "'/$_RANDOM'",
+    "/${NAME}": "'/${NAME}'",
+    "/a$b": "'/a$b'",
+    "/a!b": "'/a!b'",
+    "/a#b": "'/a#b'",
+}
+
+
+@pytest.mark.parametrize(("path", "fragment"), BAD_PATHS.items(), ids=BAD_PATHS.keys())
+def test_a_path_keepalived_or_apache_would_change_is_refused(path: str, fragment: str) -> None:
+    config = ha_config()
+    config["lvs:healthCheck"]["path"] = path
+    message = _fails(config, "lvs:healthCheck.path", fragment, stack="ha")
+    assert len(message) < 300, message
+
+
+@pytest.mark.parametrize("length", [MAX_CHECK_PATH + 1, 1007, 1024, 5000])
+def test_a_path_longer_than_keepalived_reads_is_refused(length: int) -> None:
+    config = ha_config()
+    config["lvs:healthCheck"]["path"] = "/" + "a" * (length - 1)
+    message = _fails(config, "lvs:healthCheck.path", f"{length} characters", stack="ha")
+    assert len(message) < 300, message  # the value itself is not repeated
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html", "/a%20b", "/%7Euser/", "/health;v=1", "/a..b/.c", "/" + "a" * (MAX_CHECK_PATH - 1)])
+def test_paths_that_reach_apache_as_written_are_taken(path: str) -> None:
+    config = ha_config()
+    config["lvs:healthCheck"]["path"] = path
+    check = settings_of(config).health_check
+    assert check is not None and check.path == path
+
+
+# --- Null on a key of the pair -----------------------------------------------------------------
+
+
+@_cases(
+    [
+        (_set("healthCheck", None), "lvs:healthCheck", "null"),
+        (_set("director.pair", None), "lvs:director.pair", "null"),
+    ]
+)
+def test_null_on_a_key_of_the_pair_is_refused_not_dropped(change: Change, key: str, value: str) -> None:
+    config = ha_config()
+    change(config)
+    message = _fails(config, key, value, stack="ha")
+    assert "None" not in message and "remove the key" in message
+
+
+# --- Weights -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights", [[0, 0], ["0", 0], [0, "0"]])
+def test_all_weights_zero_under_keepalived_is_refused(weights: list[Any]) -> None:
+    config = ha_config()
+    for web, weight in zip(config["lvs:webServers"], weights, strict=True):
+        web["weight"] = weight
+    _fails(config, "lvs:webServers[0].weight", "all 0", stack="ha")
+
+
+def test_all_weights_zero_under_ipvsadm_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    config = seed_config()
+    for web in config["lvs:webServers"]:
+        web["weight"] = 0
+    assert record_plan(config, stack="seed").resources
+    assert warned == [
+        "lvs:webServers[0].weight: 0, and so is every weight (all 0, 2 web servers): the VIP answers no request until one has a weight"
+    ]
+
+
+def test_one_weight_zero_is_a_drain_and_says_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    config = ha_config()
+    config["lvs:webServers"][0]["weight"] = 0
+    assert record_plan(config, stack="ha").resources and warned == []
