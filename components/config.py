@@ -125,6 +125,9 @@ MAX_PERSISTENCE = 86400 * 31
 # QEMU's i440fx "pc" machine, the one terraform-provider-libvirt v0.8.1 uses: max_cpus 255.
 MAX_VCPUS = 255
 
+# What terraform-provider-libvirt v0.8.1 fetches a volume's source from (volume.go newImage):
+# an http(s) URL, a file:// URL, or a path (relative: to the directory `pulumi` runs in).
+_IMAGE_SOURCE = re.compile(r"^(https?://\S+|file:///\S*|(?![A-Za-z][A-Za-z0-9+.-]*:)\S+)$")
 HEALTH_CHECK_TYPES = ("http", "tcp")
 # A URL path keepalived's HTTP_GET requests as it is: RFC 3986 path characters without the
 # ones keepalived.conf or a shell would interpret (quotes, '#', '!', spaces, braces, and '$',
@@ -344,7 +347,7 @@ class _Section:
 
     def __init__(self, raw: Any, key: str, separator: str = ".") -> None:
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"{key}: expected a mapping, got {'null' if raw is None else repr(raw)}")
+            raise ConfigError(f"{key}: expected a mapping, got {_shown(raw)}")
         self.raw = raw
         self.key = key
         self.separator = separator
@@ -366,14 +369,14 @@ class _Section:
             if default is _REQUIRED:
                 raise ConfigError(f"{self.path(name)}: null given, but a value is required")
             if shown_default is None:
-                shown_default = "the defaults" if isinstance(default, Mapping) else f"the default, {default!r}"
+                shown_default = "the defaults" if isinstance(default, Mapping) else f"the default, {_shown(default)}"
             raise ConfigError(f"{self.path(name)}: null is not a value for this key; remove the key to use {shown_default}")
         return value
 
     def string(self, name: str, default: Any = _REQUIRED) -> Any:
         value = self._get(name, default)
         if value is not default and not isinstance(value, str):
-            raise ConfigError(f"{self.path(name)}: {value!r} is not a string")
+            raise ConfigError(f"{self.path(name)}: {_shown(value)} is not a string")
         return value
 
     def integer(self, name: str, default: Any = _REQUIRED, lo: int = 0, hi: int = 2**31) -> int:
@@ -382,7 +385,7 @@ class _Section:
             if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
                 value = int(value)
             else:
-                raise ConfigError(f"{self.path(name)}: {value!r} is not a whole number")
+                raise ConfigError(f"{self.path(name)}: {_shown(value)} is not a whole number")
         if not lo <= value <= hi:
             raise ConfigError(f"{self.path(name)}: {value} is out of range {lo}..{hi}")
         return int(value)
@@ -392,7 +395,7 @@ class _Section:
         if not isinstance(value, bool):
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 return value.strip().lower() == "true"
-            raise ConfigError(f"{self.path(name)}: {value!r} is not true or false")
+            raise ConfigError(f"{self.path(name)}: {_shown(value)} is not true or false")
         return value
 
     def address(self, name: str, default: IPv4Address | None = None) -> IPv4Address:
@@ -400,11 +403,11 @@ class _Section:
         if isinstance(value, IPv4Address):
             return value
         if not isinstance(value, str):
-            raise ConfigError(f"{self.path(name)}: {value!r} is not a string")
+            raise ConfigError(f"{self.path(name)}: {_shown(value)} is not a string")
         try:
             return IPv4Address(value.strip())
         except ValueError:
-            raise ConfigError(f"{self.path(name)}: {value!r} is not an IPv4 address") from None
+            raise ConfigError(f"{self.path(name)}: {_shown(value)} is not an IPv4 address") from None
 
     def section(self, name: str, default: Any = _REQUIRED) -> _Section:
         return _Section(self._get(name, default), self.path(name))
@@ -412,7 +415,7 @@ class _Section:
     def items(self, name: str) -> Iterator[_Section]:
         value = self._get(name, _REQUIRED)
         if not isinstance(value, list):
-            raise ConfigError(f"{self.path(name)}: expected a list, got {value!r}")
+            raise ConfigError(f"{self.path(name)}: expected a list, got {_shown(value)}")
         for index, item in enumerate(value):
             yield _Section(item, f"{self.path(name)}[{index}]")
 
@@ -426,7 +429,7 @@ def _hostname(section: _Section, name: str = "name", default: Any = _REQUIRED) -
     value = section.string(name, default)
     if not _HOSTNAME_LABEL.fullmatch(value):
         raise ConfigError(
-            f"{section.path(name)}: {value!r} is not usable as a hostname "
+            f"{section.path(name)}: {_shown(value)} is not usable as a hostname "
             "(lowercase letters, digits and '-', at most 63, not starting or ending with '-')"
         )
     return str(value)
@@ -435,7 +438,7 @@ def _hostname(section: _Section, name: str = "name", default: Any = _REQUIRED) -
 def _choice(section: _Section, name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = section.string(name, default)
     if value not in allowed:
-        raise ConfigError(f"{section.path(name)}: unknown value {value!r} (one of: {', '.join(allowed)})")
+        raise ConfigError(f"{section.path(name)}: unknown value {_shown(value)} (one of: {', '.join(allowed)})")
     return str(value)
 
 
@@ -453,16 +456,14 @@ def _normal_path(key: str, value: Any) -> PurePosixPath:
     if value is None:
         raise ConfigError(f"{key}: null given, but a path is required")
     if not isinstance(value, str) or not value.startswith("/"):
-        raise ConfigError(f"{key}: {value!r} is not an absolute path")
+        raise ConfigError(f"{key}: {_shown(value)} is not an absolute path")
     if not _EXPORT_CHARACTERS.fullmatch(value):
-        raise ConfigError(f"{key}: {value!r} has characters outside {EXPORT_ALPHABET} (letters, digits, '.', '_', '-' and '/')")
+        raise ConfigError(f"{key}: {_shown(value)} has characters outside {EXPORT_ALPHABET} (letters, digits, '.', '_', '-' and '/')")
     if ".." in value.split("/"):
-        raise ConfigError(f"{key}: {value!r} must not contain '..'")
+        raise ConfigError(f"{key}: {_shown(value)} must not contain '..'")
     normalised = posixpath.normpath(re.sub(r"/+", "/", value))
     if len(normalised) > _EXPORT_MAX_LENGTH or any(len(part) > _NAME_MAX for part in normalised.split("/")):
-        raise ConfigError(
-            f"{key}: {_shown(value)} is too long (at most {_EXPORT_MAX_LENGTH} characters, {_NAME_MAX} per directory name)"
-        )
+        raise ConfigError(f"{key}: {_shown(value)} is too long (at most {_EXPORT_MAX_LENGTH} characters, {_NAME_MAX} per directory name)")
     return PurePosixPath(normalised)
 
 
@@ -475,22 +476,22 @@ def _export_path(key: str, value: Any, admin_user: str) -> tuple[PurePosixPath, 
     path = _normal_path(key, value)
     place = "exports belong in a directory of their own, such as /srv/<name> or /opt/<name>"
     if path == PurePosixPath("/"):
-        raise ConfigError(f"{key}: {value!r} is the filesystem root; {place}")
+        raise ConfigError(f"{key}: {_shown(value)} is the filesystem root; {place}")
     for tree, what in _SYSTEM_TREES.items():
         if _within(path, tree):
             where = "is" if path == PurePosixPath(tree) else "is under"
-            raise ConfigError(f"{key}: {value!r} {where} {tree} ({what}); {place}")
+            raise ConfigError(f"{key}: {_shown(value)} {where} {tree} ({what}); {place}")
     if str(path) in _SYSTEM_PARENTS:
-        raise ConfigError(f"{key}: {value!r} is {path} itself; {place}")
+        raise ConfigError(f"{key}: {_shown(value)} is {path} itself; {place}")
     home = PurePosixPath("/home") / admin_user
     if _within(path, str(home)):
         raise ConfigError(
-            f"{key}: {value!r} is in {home}, the home of lvs:adminUser {admin_user!r}: made group-writable for the export, "
+            f"{key}: {_shown(value)} is in {home}, the home of lvs:adminUser {_shown(admin_user)}: made group-writable for the export, "
             f"sshd would refuse the Commands' key; {place}"
         )
     for tree, what in _DOUBTFUL_TREES.items():
         if _within(path, tree):
-            return path, f"{key}: {value!r} is under {tree} ({what}); exported read-write to the subnet anyway, but {place}"
+            return path, f"{key}: {_shown(value)} is under {tree} ({what}); exported read-write to the subnet anyway, but {place}"
     return path, None
 
 
@@ -501,56 +502,62 @@ def _pool(section: _Section, stack: str) -> PoolSettings:
     if existing is not None:
         if not _LIBVIRT_NAME.fullmatch(existing):
             raise ConfigError(
-                f"{section.path('pool')}: {existing!r} is not a usable libvirt pool name "
+                f"{section.path('pool')}: {_shown(existing)} is not a usable libvirt pool name "
                 "(letters, digits, '.', '_' and '-', at most 64, starting with a letter or digit)"
             )
         if raw_path is not None:
             raise ConfigError(
-                f"{section.path('poolPath')}: {raw_path!r} only applies to the pool the stack creates; "
-                f"remove it, or remove {section.path('pool')} ({existing!r}) to have the stack create its pool"
+                f"{section.path('poolPath')}: {_shown(raw_path)} only applies to the pool the stack creates; "
+                f"remove it, or remove {section.path('pool')} ({_shown(existing)}) to have the stack create its pool"
             )
         return PoolSettings(name=existing, path=None)
     created = f"{stack}-pool"
     if not _LIBVIRT_NAME.fullmatch(created):
         raise ConfigError(
-            f"{section.path('pool')}: unset, and the pool the stack would create, {created!r} (after the stack name), "
+            f"{section.path('pool')}: unset, and the pool the stack would create, {_shown(created)} (after the stack name), "
             "is not a usable libvirt pool name; name an existing pool, or use a shorter stack name"
         )
     value = f"/var/lib/libvirt/images/lvs-cluster-{stack}" if raw_path is None else raw_path
     if not value.startswith("/"):
-        raise ConfigError(f"{section.path('poolPath')}: {value!r} must be an absolute path")
+        raise ConfigError(f"{section.path('poolPath')}: {_shown(value)} must be an absolute path")
     if not _POOL_PATH_CHARACTERS.fullmatch(value):
-        raise ConfigError(f"{section.path('poolPath')}: {value!r} has characters outside [A-Za-z0-9._/-]")
+        raise ConfigError(f"{section.path('poolPath')}: {_shown(value)} has characters outside [A-Za-z0-9._/-]")
     # normpath keeps a leading `//` (POSIX leaves its meaning open): collapse runs of `/` first.
     normalised = posixpath.normpath(re.sub(r"/+", "/", value))
     if normalised == "/":
-        raise ConfigError(f"{section.path('poolPath')}: {value!r} is the root directory; the pool needs a directory of its own")
+        raise ConfigError(f"{section.path('poolPath')}: {_shown(value)} is the root directory; the pool needs a directory of its own")
+    if _within(PurePosixPath(normalised), "/root"):
+        raise ConfigError(
+            f"{section.path('poolPath')}: {_shown(value)} is under /root, which QEMU (running as libvirt-qemu) cannot enter: "
+            "the domains would not start; use a directory under /var/lib/libvirt/images"
+        )
     return PoolSettings(name=created, path=PurePosixPath(normalised))
 
 
 def _network(section: _Section, role: str) -> NetworkSettings:
     name = section.string("name")
     if not _LIBVIRT_NAME.fullmatch(name):
-        raise ConfigError(f"{section.path('name')}: {name!r} is not a usable libvirt network name")
+        raise ConfigError(f"{section.path('name')}: {_shown(name)} is not a usable libvirt network name")
     raw_cidr = section.string("cidr")
     try:
         cidr = IPv4Network(raw_cidr.strip(), strict=True)
     except ValueError as error:
-        raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is not an IPv4 network in CIDR form ({error})") from None
+        raise ConfigError(f"{section.path('cidr')}: {_shown(raw_cidr)} is not an IPv4 network in CIDR form ({error})") from None
     if cidr.prefixlen > 29:
-        raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is too small for a cluster network (at most /29)")
+        raise ConfigError(f"{section.path('cidr')}: {_shown(raw_cidr)} is too small for a cluster network (at most /29)")
     for special, what in _SPECIAL_NETWORKS:
         if cidr.overlaps(special):
-            raise ConfigError(f"{section.path('cidr')}: {raw_cidr!r} is {what}, not an ordinary unicast subnet")
+            raise ConfigError(f"{section.path('cidr')}: {_shown(raw_cidr)} is {what}, not an ordinary unicast subnet")
     # The host side defaults to the last usable address so libvirt's usual `.1` stays free:
     # the seed's VIP is 12.0.0.1.
     host_ip = section.address("hostIp", cidr.broadcast_address - 1)
     _require_usable(section.path("hostIp"), host_ip, cidr)
     bridge = section.string("bridge", None)
-    if bridge is not None and (not _BRIDGE_NAME.fullmatch(bridge) or bridge in (".", "..", "lo")):
+    # Linux refuses "." and ".."; "all" and "default" are its sysctl directories (net.ipv4.conf).
+    if bridge is not None and (not _BRIDGE_NAME.fullmatch(bridge) or bridge in (".", "..", "lo", "all", "default")):
         raise ConfigError(
-            f"{section.path('bridge')}: {bridge!r} is not a usable bridge name "
-            "(1 to 15 of letters, digits, '_', '.' and '-'; not '.', '..' or 'lo')"
+            f"{section.path('bridge')}: {_shown(bridge)} is not a usable bridge name "
+            "(1 to 15 of letters, digits, '_', '.' and '-'; not '.', '..', 'lo', 'all' or 'default')"
         )
     section.reject_unknown()
     return NetworkSettings(role=role, name=name, cidr=cidr, host_ip=host_ip, bridge=bridge)
@@ -570,7 +577,7 @@ def _unique_volumes(stack: str, names: list[tuple[str, str]]) -> None:
     for key, node in names:
         for volume, what in ((f"{stack}-{node}.qcow2", "root volume"), (f"{stack}-{node}-seed.iso", "cloud-init disk")):
             if volume in volumes:
-                raise ConfigError(f"{key}: {node!r} would name its {what} {volume!r}, which is {volumes[volume]}; choose another name")
+                raise ConfigError(f"{key}: {_shown(node)} would name its {what} {_shown(volume)}, which is {volumes[volume]}; rename it")
             volumes[volume] = f"the {what} of {key}"
 
 
@@ -600,6 +607,11 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     source = image_section.string("source")
     if not source.strip():
         raise ConfigError(f"{image_section.path('source')}: must not be empty")
+    if source != source.strip() or not _IMAGE_SOURCE.match(source):
+        raise ConfigError(
+            f"{image_section.path('source')}: {_shown(source)} is not something the provider fetches "
+            "(an http:// or https:// URL, a file:// URL or a path, without spaces around it)"
+        )
     image = ImageSettings(source=source, pool=_pool(image_section, stack))
     image_section.reject_unknown()
 
@@ -617,9 +629,9 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
 
     admin_user = top.string("adminUser", "lvsadmin")
     if not _POSIX_USER.fullmatch(admin_user):
-        raise ConfigError(f"lvs:adminUser: {admin_user!r} is not a usable login name")
+        raise ConfigError(f"lvs:adminUser: {_shown(admin_user)} is not a usable login name")
     if admin_user in _DEBIAN_RESERVED_NAMES:
-        raise ConfigError(f"lvs:adminUser: {admin_user!r} is already a user or group on Debian; choose another login name")
+        raise ConfigError(f"lvs:adminUser: {_shown(admin_user)} is already a user or group on Debian; choose another login name")
     domain_type = _choice(top, "domainType", "kvm", DOMAIN_TYPES)
 
     networks = top.section("networks")
@@ -631,7 +643,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     _unique([("lvs:networks.internal.name", internal.name), ("lvs:networks.external.name", external.name)], "name")
     if internal.bridge is not None and internal.bridge == external.bridge:
         raise ConfigError(
-            f"lvs:networks.external.bridge: {external.bridge!r} is already the bridge of lvs:networks.internal "
+            f"lvs:networks.external.bridge: {_shown(external.bridge)} is already the bridge of lvs:networks.internal "
             "(one bridge per network: the two would be one segment, and the director's NAT bypassed)"
         )
 
@@ -649,7 +661,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
             "the web nodes listen on the service port too: choose another"
         )
     if service.mode not in SUPPORTED_MODES:
-        raise ConfigError(f"lvs:service.mode: {service.mode!r} is not yet supported (supported: {', '.join(SUPPORTED_MODES)})")
+        raise ConfigError(f"lvs:service.mode: {_shown(service.mode)} is not yet supported (supported: {', '.join(SUPPORTED_MODES)})")
 
     director = _director(top.section("director"))
     health_check = _health_check(top, service)
@@ -657,7 +669,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     nfs_section = top.section("nfs")
     raw_exports = nfs_section._get("exports", _REQUIRED)
     if not isinstance(raw_exports, list) or not raw_exports:
-        raise ConfigError(f"lvs:nfs.exports: {raw_exports!r} must be a non-empty list of absolute paths")
+        raise ConfigError(f"lvs:nfs.exports: {_shown(raw_exports)} must be a non-empty list of absolute paths")
     checked = [_export_path(f"lvs:nfs.exports[{i}]", value, admin_user) for i, value in enumerate(raw_exports)]
     exports = tuple(path for path, _ in checked)
     warnings.extend(warning for _, warning in checked if warning)
@@ -666,7 +678,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
         if path in first_key:
             j = first_key[path]
             raise ConfigError(
-                f"lvs:nfs.exports[{i}]: {raw_exports[i]!r} is the same directory as lvs:nfs.exports[{j}] ({raw_exports[j]!r}), "
+                f"lvs:nfs.exports[{i}]: {_shown(raw_exports[i])} is the same directory as lvs:nfs.exports[{j}] ({_shown(raw_exports[j])}), "
                 f"{path}: list each export once"
             )
         first_key[path] = i
@@ -674,7 +686,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
         for j, other in enumerate(exports):
             if other in path.parents:
                 warnings.append(
-                    f"lvs:nfs.exports[{i}]: {raw_exports[i]!r} is inside lvs:nfs.exports[{j}] ({raw_exports[j]!r}): "
+                    f"lvs:nfs.exports[{i}]: {_shown(raw_exports[i])} is inside lvs:nfs.exports[{j}] ({_shown(raw_exports[j])}): "
                     f"the web nodes serving {other} serve it too"
                 )
     nfs = NfsSettings(
@@ -689,7 +701,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     for item in top.items("webServers"):
         export = _normal_path(item.path("export"), item.string("export"))
         if export not in exports:
-            raise ConfigError(f"{item.path('export')}: {str(export)!r} is not exported by the NFS server (lvs:nfs.exports)")
+            raise ConfigError(f"{item.path('export')}: {_shown(str(export))} is not exported by the NFS server (lvs:nfs.exports)")
         web_servers.append(
             WebServerSettings(
                 name=_hostname(item),
@@ -787,7 +799,7 @@ def _director(section: _Section) -> DirectorSettings:
         return DirectorSettings(name, internal_ip, external_ip, size)
     if "name" in section.raw:
         raise ConfigError(
-            f"{section.path('name')}: {section.raw['name']!r} is not used with lvs:director.pair "
+            f"{section.path('name')}: {_shown(section.raw['name'])} is not used with lvs:director.pair "
             "(each director of the pair has its own name)"
         )
     entries = list(section.items("pair"))
@@ -814,7 +826,7 @@ def _advert_interval(section: _Section) -> Decimal:
     value = section._get("advertInterval", 1)
     text = str(value).strip()
     if isinstance(value, bool) or not re.fullmatch(r"\d+(\.\d{1,2})?", text):
-        raise ConfigError(f"{section.path('advertInterval')}: {value!r} is not seconds (a whole number, or hundredths below 40.96)")
+        raise ConfigError(f"{section.path('advertInterval')}: {_shown(value)} is not seconds (a whole number, or hundredths below 40.96)")
     interval = Decimal(text)
     whole = interval == interval.to_integral_value()
     if not (1 <= interval <= 255 if whole else Decimal("0.1") <= interval <= Decimal("40.95")):
@@ -834,7 +846,7 @@ def _health_check(top: _Section, service: ServiceSettings) -> HealthCheckSetting
     if kind == "tcp":
         for http_only in ("path", "status"):
             if http_only in section.raw:
-                raise ConfigError(f"{section.path(http_only)}: {section.raw[http_only]!r} applies to type http only, not tcp")
+                raise ConfigError(f"{section.path(http_only)}: {_shown(section.raw[http_only])} applies to type http only, not tcp")
     path = _check_path(section)
     port = section.integer("port", service.port, lo=1, hi=65535)
     if port != service.port:

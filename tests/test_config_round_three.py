@@ -136,3 +136,65 @@ def test_one_weight_zero_is_a_drain_and_says_nothing(monkeypatch: pytest.MonkeyP
     config = ha_config()
     config["lvs:webServers"][0]["weight"] = 0
     assert record_plan(config, stack="ha").resources and warned == []
+
+
+# --- What libvirt, the provider and QEMU refuse ------------------------------------------------
+
+
+@_cases(
+    [
+        (_set("networks.internal.bridge", "all"), "lvs:networks.internal.bridge", "'all'"),
+        (_set("networks.external.bridge", "default"), "lvs:networks.external.bridge", "'default'"),
+        (_set("image.source", "ftp://example.org/debian.qcow2"), "lvs:image.source", "ftp://"),
+        (_set("image.source", "scp://host/debian.qcow2"), "lvs:image.source", "scp://"),
+        (_set("image.source", "/srv/debian 12.qcow2"), "lvs:image.source", "debian 12"),
+        (_set("image.source", " https://example.org/debian.qcow2"), "lvs:image.source", "' https://"),
+        (_set("image.source", "https://example.org/debian.qcow2\n"), "lvs:image.source", "qcow2\\n'"),
+        (_set("image.source", "s3://bucket/debian.qcow2"), "lvs:image.source", "s3://"),
+        (_set("image.poolPath", "/root/pools/lvs"), "lvs:image.poolPath", "/root"),
+        (_set("image.poolPath", "/root"), "lvs:image.poolPath", "/root"),
+        (_set("image.poolPath", "//root//images"), "lvs:image.poolPath", "/root"),
+    ]
+)
+def test_what_the_host_would_refuse_is_refused_first(change: Change, key: str, value: str) -> None:
+    config = seed_config()
+    change(config)
+    _fails(config, key, value)
+
+
+@pytest.mark.parametrize(
+    "source", ["https://cloud.debian.org/x.qcow2", "http://mirror/x.qcow2", "file:///srv/x.qcow2", "/srv/x.qcow2", "images/x.qcow2"]
+)
+def test_sources_the_provider_fetches_are_taken(source: str) -> None:
+    config = seed_config()
+    config["lvs:image"]["source"] = source
+    assert record_plan(config, stack="seed").resources
+
+
+def test_a_pool_beside_root_s_home_is_taken() -> None:
+    config = seed_config()
+    config["lvs:image"]["poolPath"] = "/rootfs/pools/lvs"
+    assert record_plan(config, stack="seed").resources
+
+
+# --- Messages ----------------------------------------------------------------------------------
+
+
+def test_a_long_value_is_cut_in_its_message() -> None:
+    config = seed_config()
+    config["lvs:networks"]["internal"]["name"] = "n" * 5000
+    message = _fails(config, "lvs:networks.internal.name", "nnn…nnn")
+    assert len(message) < 300, message
+
+
+@_cases(
+    [
+        (_set("service.scheduler", None), "lvs:service.scheduler", "null"),
+        (_set("webServers", None), "lvs:webServers", "null"),
+        (_set("networks.internal", None), "lvs:networks.internal", "null"),
+    ]
+)
+def test_null_is_shown_as_null(change: Change, key: str, value: str) -> None:
+    config = seed_config()
+    change(config)
+    assert "None" not in _fails(config, key, value)
