@@ -140,6 +140,8 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|%00|%2[Ff]")
 # (keepalived-real-server.conf.j2) is indented by 12.
 _KEEPALIVED_LINE = 1023
 MAX_CHECK_PATH = _KEEPALIVED_LINE - len(" " * 12 + "path ")
+# Beyond this, a failure that the cluster mends by itself is still one clients notice: warn.
+SLOW_FAILURE_SECONDS = 60
 # HTTP statuses that can be the final answer to keepalived's HTTP/1.0 GET (not 1xx).
 CHECK_STATUSES = (200, 599)
 # keepalived.conf(5): virtual_router_id 0..255 (each pair uses it and the next for its two
@@ -665,6 +667,7 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
 
     director = _director(top.section("director"))
     health_check = _health_check(top, service)
+    warnings.extend(_slow_failure_warnings(director, health_check))
 
     nfs_section = top.section("nfs")
     raw_exports = nfs_section._get("exports", _REQUIRED)
@@ -865,6 +868,29 @@ def _health_check(top: _Section, service: ServiceSettings) -> HealthCheckSetting
     )
     section.reject_unknown()
     return check
+
+
+def _slow_failure_warnings(director: DirectorSettings, check: HealthCheckSettings | None) -> list[str]:
+    """Legal timings that leave clients failing for longer than SLOW_FAILURE_SECONDS."""
+    warnings = []
+    if check is not None:
+        # keepalived (the templates): a check every `interval` (delay_loop); a failed one is tried
+        # `retries` more times, each after `interval` (delay_before_retry), each up to `timeout`.
+        dead = check.interval + (check.retries + 1) * check.timeout + check.retries * check.interval
+        if dead > SLOW_FAILURE_SECONDS:
+            warnings.append(
+                f"lvs:healthCheck: a dead real server stays in the table for up to {dead} s (interval {check.interval}, "
+                f"timeout {check.timeout}, retries {check.retries}), and its share of requests fails that long"
+            )
+    if director.vrrp is not None:
+        # RFC 5798: the backup takes over after 3 adverts and a skew of up to one more.
+        takeover = round(float(director.vrrp.advert_interval) * 3.6, 1)
+        if takeover > SLOW_FAILURE_SECONDS:
+            warnings.append(
+                f"lvs:director.vrrp.advertInterval: {director.vrrp.advert_interval} s: a failover takes about {takeover} s, "
+                "with the VIP unanswered that long"
+            )
+    return warnings
 
 
 def _check_path(section: _Section) -> str:

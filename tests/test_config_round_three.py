@@ -11,8 +11,8 @@ import pulumi
 import pytest
 
 from components.config import MAX_CHECK_PATH
-from lab.plan import record_plan
-from tests.conftest import seed_config
+from lab.plan import record_plan, stack_config
+from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, seed_config
 from tests.test_config import _set
 from tests.test_config_ha import ha_config, settings_of
 from tests.test_config_round_two import Change, _cases, _fails
@@ -198,3 +198,31 @@ def test_null_is_shown_as_null(change: Change, key: str, value: str) -> None:
     config = seed_config()
     change(config)
     assert "None" not in _fails(config, key, value)
+
+
+# --- Legal, but clients would fail for minutes: warnings -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("check", "seconds"),
+    [({"interval": 30, "retries": 1}, 62), ({"interval": 10, "timeout": 10, "retries": 3}, 80), ({"timeout": 61, "retries": 0}, 63)],
+)
+def test_check_timings_that_keep_a_dead_server_for_minutes_warn(check: dict[str, int], seconds: int) -> None:
+    config = ha_config()
+    config["lvs:healthCheck"].update(check)
+    (warning,) = settings_of(config).warnings
+    assert warning.startswith("lvs:healthCheck: a dead real server stays in the table for up to ") and f" {seconds} s " in warning
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [(17, "61.2"), (60, "216.0"), (255, "918.0")])
+def test_an_advert_interval_that_makes_failover_take_minutes_warns(interval: int, seconds: str) -> None:
+    config = ha_config()
+    config["lvs:director"]["vrrp"] = {"advertInterval": interval}
+    (warning,) = settings_of(config).warnings
+    assert warning.startswith(f"lvs:director.vrrp.advertInterval: {interval} s: a failover takes about {seconds} s"), warning
+
+
+def test_the_repository_s_stacks_warn_about_nothing() -> None:
+    ha_tcp = stack_config(PROJECT_DIR / "tests" / "Pulumi.ha-tcp.yaml")
+    ha_tcp.update({"lvs:sshPublicKey": TEST_PUBLIC_KEY, "lvs:sshPrivateKey": TEST_PRIVATE_KEY})
+    assert settings_of(ha_config()).warnings == settings_of(ha_tcp).warnings == ()
