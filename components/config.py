@@ -590,6 +590,34 @@ def _require_usable(key: str, address: IPv4Address, network: IPv4Network) -> Non
         raise ConfigError(f"{key}: {address} is the network or broadcast address of {network}")
 
 
+def keepalived_command_names(director: str, web_servers: list[str]) -> dict[str, str]:
+    """The names `KeepalivedDirector` (components/keepalived.py) gives its Commands, each with
+    the web server it is for ("" for the director's own): one family for every director,
+    registered side by side, so one director's names must not be another's."""
+    prefix = f"keepalived-{director}"
+    return {
+        f"{prefix}-watchdog": "",
+        f"{prefix}-main": "",
+        **{f"{prefix}-real-server-{web}": web for web in web_servers},
+        f"{prefix}-virtual-server": "",
+        f"{prefix}-load": "",
+    }
+
+
+def _unique_keepalived_commands(directors: list[tuple[str, str]], web_servers: list[tuple[str, str]]) -> None:
+    """Pulumi would refuse the second of two equal names, naming no key: say which names meet."""
+    web_keys = {name: key for key, name in web_servers}
+    seen: dict[str, str] = {}
+    for key, director in directors:
+        for command, web in keepalived_command_names(director, [name for _, name in web_servers]).items():
+            source = f"{key} ({director!r})" + (f" with {web_keys[web]} ({web!r})" if web else "")
+            if command in seen:
+                raise ConfigError(
+                    f"{key}: {director!r} would register the Command {command!r}, which {seen[command]} registers too; rename one"
+                )
+            seen[command] = source
+
+
 def _unique(values: list[tuple[str, T]], what: str, show: Callable[[T], str] = str) -> None:
     seen: dict[T, str] = {}
     for key, value in values:
@@ -765,6 +793,8 @@ def parse_settings(raw: Mapping[str, Any], *, stack: str, ssh_private_key: Any, 
     ]
     _unique(names, "name", repr)
     _unique_volumes(stack, names)
+    if director.pair is not None or health_check is not None:
+        _unique_keepalived_commands(director_names, [(f"lvs:webServers[{i}].name", web.name) for i, web in enumerate(web_servers)])
 
     return ClusterSettings(
         stack=stack,

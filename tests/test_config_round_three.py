@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import MAX_CHECK_PATH
+from components.config import MAX_CHECK_PATH, keepalived_command_names
 from lab.plan import record_plan, stack_config
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, seed_config
 from tests.test_config import _set
@@ -226,3 +226,41 @@ def test_the_repository_s_stacks_warn_about_nothing() -> None:
     ha_tcp = stack_config(PROJECT_DIR / "tests" / "Pulumi.ha-tcp.yaml")
     ha_tcp.update({"lvs:sshPublicKey": TEST_PUBLIC_KEY, "lvs:sshPrivateKey": TEST_PRIVATE_KEY})
     assert settings_of(ha_config()).warnings == settings_of(ha_tcp).warnings == ()
+
+
+# --- Every accepted config registers unique resource names --------------------------------------
+
+
+def _names(first: str, second: str, web: str) -> Change:
+    """The pair's names, and the second web server's."""
+
+    def change(config: dict[str, Any]) -> None:
+        config["lvs:director"]["pair"][0]["name"] = first
+        config["lvs:director"]["pair"][1]["name"] = second
+        config["lvs:webServers"][1]["name"] = web
+
+    return change
+
+
+@_cases(
+    [
+        (_names("a", "a-real-server-web1", "web1-main"), "lvs:director.pair[1].name", "'keepalived-a-real-server-web1-main'"),
+        (_names("a-real-server-x", "a", "x-load"), "lvs:director.pair[1].name", "lvs:director.pair[0].name ('a-real-server-x')"),
+        (_names("a", "a-real-server-w", "w-watchdog"), "lvs:director.pair[1].name", "lvs:webServers[1].name ('w-watchdog')"),
+    ]
+)
+def test_names_that_would_register_one_resource_twice_are_refused(change: Change, key: str, value: str) -> None:
+    config = ha_config()
+    change(config)
+    _fails(config, key, value, stack="ha")
+
+
+def test_the_model_knows_the_names_keepalived_s_commands_get() -> None:
+    config = ha_config()
+    plan = record_plan(config, stack="ha")
+    settings = settings_of(config)
+    webs = [web.name for web in settings.web_servers]
+    for director in settings.directors:
+        parent = next(r.urn for r in plan.resources if r.type == "lvs:keepalived:KeepalivedDirector" and r.name.endswith(director.name))
+        registered = {r.name for r in plan.resources if r.parent == parent and r.type == "command:remote:Command"}
+        assert registered == set(keepalived_command_names(director.name, webs))
