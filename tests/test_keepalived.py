@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from components.config import MAX_CHECK_PATH, ClusterSettings
+from components.config import MAX_CHECK_PATH, MAX_PERSISTENCE, MAX_VIRTUAL_ROUTER_ID, SCHEDULERS, ClusterSettings
 from components.keepalived import main_conf, real_server_conf, virtual_server_conf
 from lab import tools
+from lab.plan import stack_config
+from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
 from tests.test_config_ha import ha_config, settings_of
 
 
@@ -234,3 +237,59 @@ def test_the_longest_check_path_is_keepalived_s_own_limit(tmp_path: Path, direct
     longer = dataclasses.replace(settings.health_check, path="/" + "x" * MAX_CHECK_PATH)
     result = keepalived_test(dataclasses.replace(settings, health_check=longer), 0, tmp_path, director_interfaces)
     assert result.returncode != 0, result.stdout + result.stderr
+
+
+def _spread(seed: int) -> dict[str, Any]:
+    """A valid HA stack drawn from the model's ranges, edges included (seeded: the same every run)."""
+    chance = random.Random(seed)
+    config = ha_config()
+    config["lvs:service"].update(
+        {
+            "scheduler": chance.choice(SCHEDULERS),
+            "persistence": chance.choice([0, 1, 300, MAX_PERSISTENCE]),
+            "port": chance.choice([80, 1, 443, 8080, 65535]),
+        }
+    )
+    for web in config["lvs:webServers"]:
+        web["weight"] = chance.choice([1, 3, 65535])
+    config["lvs:webServers"][chance.randrange(2)]["weight"] = chance.choice([0, 1])  # a drain, at most one
+    if chance.random() < 0.8:
+        kind = chance.choice(["http", "tcp"])
+        check: dict[str, Any] = {
+            "type": kind,
+            "interval": chance.choice([1, 2, 10]),
+            "timeout": chance.choice([1, 5]),
+            "retries": chance.choice([0, 1, 3]),
+        }
+        if kind == "http":
+            check["path"] = chance.choice(["/", "/health;v=1", "/a%20b/", "/" + "p" * (MAX_CHECK_PATH - 1), "/~u/@x:y=z&w+v,q"])
+            check["status"] = chance.choice([200, 204, 301, 404, 599])
+        config["lvs:healthCheck"] = check
+    else:
+        config.pop("lvs:healthCheck")
+    if chance.random() < 0.3 and "lvs:healthCheck" in config:
+        config["lvs:director"].pop("pair")
+    else:
+        config["lvs:director"]["vrrp"] = {
+            "virtualRouterId": chance.choice([1, 51, MAX_VIRTUAL_ROUTER_ID]),
+            "advertInterval": chance.choice([1, 3, 0.1, 0.5, 16]),
+            "preempt": chance.random() < 0.5,
+        }
+    return config
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_keepalived_accepts_every_director_of_a_spread_of_valid_stacks(tmp_path: Path, director_interfaces: str, seed: int) -> None:
+    settings = settings_of(_spread(seed))
+    for index in range(len(settings.directors)):
+        result = keepalived_test(settings, index, tmp_path / str(index), director_interfaces)
+        assert result.returncode == 0, (seed, index, result.stdout + result.stderr)
+
+
+def test_keepalived_accepts_the_repository_s_second_ha_stack(tmp_path: Path, director_interfaces: str) -> None:
+    config = stack_config(PROJECT_DIR / "tests" / "Pulumi.ha-tcp.yaml")
+    config.update({"lvs:sshPublicKey": TEST_PUBLIC_KEY, "lvs:sshPrivateKey": TEST_PRIVATE_KEY})
+    settings = settings_of(config)
+    for index in range(len(settings.directors)):
+        result = keepalived_test(settings, index, tmp_path / str(index), director_interfaces)
+        assert result.returncode == 0, result.stdout + result.stderr
