@@ -238,32 +238,8 @@ class Guest:
             raise subprocess.CalledProcessError(cp.returncode, cmd, cp.stdout, cp.stderr)
         return cp
 
-    def wait_ssh(self, timeout: float = 300, interval: float = 3) -> float:
-        """Wait until SSH logins work (bounded); returns seconds waited."""
-        t0 = time.monotonic()
-        deadline = t0 + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            if not self.running():
-                raise GuestError(f"{self.name}: the domain stopped while waiting for ssh")
-            try:
-                cp = self.ssh("true", check=False, retries=0, timeout=30)
-                if cp.returncode == 0:
-                    return time.monotonic() - t0
-                last = (cp.stderr or "").strip()
-            except subprocess.TimeoutExpired:
-                last = "ssh timed out"
-            time.sleep(interval)
-        raise TimeoutError(f"{self.name}: no ssh after {timeout:.0f} s: {last}")
-
     def cloud_init_status(self) -> tuple[str, str]:
         """(`status` value, full `cloud-init status --long` output)."""
         cp = self.ssh("cloud-init status --long", check=False)
         m = re.search(r"^status:\s*(\S+)", cp.stdout, re.M)
         return (m.group(1) if m else "unknown"), cp.stdout + cp.stderr
-
-    def put_file(self, remote_path: str, data: str, *, mode: str = "0644", sudo: bool = True) -> None:
-        """Write a (text) file on the guest over SSH."""
-        q = shlex.quote(remote_path)
-        pre = "sudo " if sudo else ""
-        self.ssh(f"{pre}install -D -m {shlex.quote(mode)} /dev/stdin {q}", input=data)

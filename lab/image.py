@@ -514,21 +514,6 @@ def ensure_image(cache_dir: Path = DEFAULT_CACHE_DIR, log: Log | None = None) ->
     return img
 
 
-def prune_images(cache_dir: Path = DEFAULT_CACHE_DIR, keep: str | None = None, log: Log | None = None) -> list[Path]:
-    """Remove cached images of other recipes (all but `keep`, default: the
-    current recipe's hash).  Not called automatically."""
-    log = log or _stderr_log
-    cache_dir = Path(cache_dir).expanduser().resolve()
-    keep = keep or recipe_hash()
-    removed = []
-    for p in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
-        if p.is_dir() and p.name != keep and len(p.name) == 16 and (p / MANIFEST_NAME).exists():
-            log(f"removing old image {p}")
-            _remove_tree(p)
-            removed.append(p)
-    return removed
-
-
 if __name__ == "__main__":
     t = time.monotonic()
     image = ensure_image()

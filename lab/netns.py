@@ -195,11 +195,6 @@ class Namespace:
         self.log(f"netns {self.name}: tap {name} on {bridge}")
         return name
 
-    def add_address(self, dev: str, address_cidr: str) -> None:
-        """Another address on a device of this namespace (e.g. a second
-        network's gateway on a bridge)."""
-        self.ip("addr", "add", address_cidr, "dev", dev)
-
     def sysctl(self, key: str, value: str) -> None:
         """Set a sysctl of this namespace, e.g. ("net.ipv4.ip_forward", "1")."""
         self.run(["sysctl", "-q", "-w", f"{key}={value}"])
