@@ -14,12 +14,13 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import yaml
 
@@ -34,6 +35,7 @@ PLUGINS = {"libvirt": "0.5.4", "command": "1.2.1"}
 CHANGE_KINDS = ("create", "update", "replace", "delete", "same")
 UNCHANGED = ("same", "read", "refresh")
 OPERATION_TIMEOUT_SECONDS = 1800
+EVENT_POLL_SECONDS = 0.2
 PASSPHRASE = "lvs-lab"  # the run's own secrets provider; its state is removed with the run
 
 
@@ -119,13 +121,17 @@ class EventLog:
     started: float | None  # the first event's timestamp
 
 
-def read_event_log(path: Path) -> EventLog:
-    """An engine event log: one JSON engine event per line (`--event-log`)."""
+def read_event_log(path: Path, *, partial: bool = False) -> EventLog:
+    """An engine event log: one JSON engine event per line (`--event-log`). `partial`: one the
+    engine is still writing, whose last line may be unfinished."""
     counts: dict[str, int] = {}
     steps: dict[tuple[str, str], dict[str, Any]] = {}
     duration: float | None = None
     started: float | None = None
-    lines = path.read_text().splitlines() if path.exists() else []
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines()
+    if partial and not text.endswith("\n"):
+        lines = lines[:-1]
     for line in lines:
         if not line.strip():
             continue
@@ -231,6 +237,11 @@ class EngineStack:
         exported = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)
         return {resource["urn"] for resource in exported["deployment"].get("resources") or []}
 
+    def pending_operations(self) -> list[str]:
+        """What the state says was in flight when the CLI stopped without finishing it: "op urn"."""
+        exported = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)
+        return [f"{entry['type']} {entry['resource']['urn']}" for entry in exported["deployment"].get("pending_operations") or []]
+
     def output(self, name: str) -> Any:
         result = self.cli(["stack", "output", name, "--json", "--show-secrets", "--stack", self.stack])
         return json.loads(result.stdout)
@@ -256,19 +267,67 @@ class EngineStack:
     def destroy(self, *extra: str) -> Operation:
         return self.operate("destroy", ["destroy", "--yes", "--skip-preview", *extra])
 
-    def operate(self, name: str, args: Sequence[str]) -> Operation:
-        events = self.state / f"events-{self.stack}-{len(self.operations) + 1:02d}-{name}.jsonl"
+    def up_interrupted(self, when: Callable[[dict[str, Any]], bool], *, timeout: float = OPERATION_TIMEOUT_SECONDS) -> Operation:
+        """`pulumi up` stopped by one Ctrl-C, as a user stops it: SIGINT to the CLI alone (the
+        engine tells its plugins) as soon as a step `when` holds for has begun. The engine starts
+        nothing more, cancels what is in flight, and exits."""
+        events = self._events_path("up")
         started = time.monotonic()
-        result = self.cli([*args, "--stack", self.stack, "--non-interactive", "--event-log", str(events)], check=False)
-        wall = time.monotonic() - started
+        # Its output to a file: a pipe nobody reads while it runs could fill and stall it.
+        with events.with_suffix(".out").open("w+") as output:
+            process = self._spawn(["up", "--yes", "--skip-preview", *self._operation_flags(events)], output)
+            try:
+                while process.poll() is None and not any(when(step) for step in read_event_log(events, partial=True).steps):
+                    if time.monotonic() - started > timeout:
+                        raise EngineError(f"pulumi up: no step to interrupt it at within {timeout} s")
+                    time.sleep(EVENT_POLL_SECONDS)
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+                process.wait(timeout=max(1.0, timeout - (time.monotonic() - started)))
+            except BaseException:
+                process.kill()  # by its PID
+                process.wait()
+                raise
+            finally:
+                self._forget(process)
+            output.seek(0)
+            text = output.read()
+        return self._account("up", events, process.returncode, text, time.monotonic() - started)
+
+    def operate(self, name: str, args: Sequence[str]) -> Operation:
+        events = self._events_path(name)
+        started = time.monotonic()
+        result = self.cli([*args, *self._operation_flags(events)], check=False)
+        return self._account(name, events, result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+    def _events_path(self, name: str) -> Path:
+        return self.state / f"events-{self.stack}-{len(self.operations) + 1:02d}-{name}.jsonl"
+
+    def _operation_flags(self, events: Path) -> list[str]:
+        return ["--stack", self.stack, "--non-interactive", "--event-log", str(events)]
+
+    def _account(self, name: str, events: Path, returncode: int, output: str, wall: float) -> Operation:
+        """The operation as the engine's event log tells it."""
         log = read_event_log(events)
-        output = result.stdout + result.stderr
         (self.state / f"{events.stem}.out").write_text(output)
         seconds = round(log.duration if log.duration is not None else wall, 1)
-        operation = Operation(name, seconds, log.counts, log.steps, result.returncode == 0, output, log.started)
+        operation = Operation(name, seconds, log.counts, log.steps, returncode == 0, output, log.started)
         self.operations.append(operation)
         self.log(f"engine: {name}: {'ok' if operation.ok else 'FAILED'} in {operation.seconds} s, {log.counts}")
         return operation
+
+    def _spawn(self, args: Sequence[str], output: IO[str]) -> subprocess.Popen[str]:
+        """The CLI started in the project's directory (inside the namespace), both its output
+        streams to `output`."""
+        argv = [str(self.engine.pulumi), *args]
+        options: dict[str, Any] = dict(env=self.env, cwd=self.project, stdout=output, stderr=subprocess.STDOUT, text=True)
+        if self.namespace is None:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, **options)
+        return cast("subprocess.Popen[str]", self.namespace.popen(argv, **options))
+
+    def _forget(self, process: subprocess.Popen[str]) -> None:
+        if self.namespace is not None:
+            self.namespace.forget(cast("subprocess.Popen[bytes]", process))
 
     def cli(
         self, args: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = OPERATION_TIMEOUT_SECONDS

@@ -37,6 +37,7 @@ from .lifecycles import (
     ScaleOut,
     SecondStack,
     UpAgain,
+    UpdateFailsHalfway,
     UserOwnedRules,
     boot_ids,
 )
@@ -258,6 +259,7 @@ class EngineScenario(Scenario):
             Throughput(),
             DrainOne(),
             RebootFault(),
+            UpdateFailsHalfway(),
             UpAgain(),
             scale_out,
             ScaleIn(scale_out),

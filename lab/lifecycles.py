@@ -12,11 +12,14 @@ running cluster are in scenarios.py, faults.py and vrrp_faults.py.
   same tables as before.
 - `DrainOne`: `pulumi config set --path 'lvs:webServers[0].weight' 0; pulumi up`: one update per
   director, no VM, the live table and the distribution follow.
+- `UpdateFailsHalfway`: the drained node's weight back while its director cannot save its rules:
+  `pulumi up` fails halfway through that Command's script; with the obstacle gone, `pulumi up`
+  runs it again and the saved rules are the live table.
 - `UpAgain`: `pulumi up` of the unchanged stack: no step, same domain UUIDs, no guest rebooted.
 - `ScaleOut` / `ScaleIn`: one more web node in the stack file, then out again under a bounded
   request loop: no request fails, its Commands (the drain) end before its domain goes.
-- `SecondStack`: another stack of the same project on the same daemon, up, serving, destroyed;
-  the first intact.
+- `SecondStack`: another stack of the same project on the same daemon, its first `pulumi up`
+  stopped by a Ctrl-C and run again, serving, destroyed; the first intact.
 - `Refresh`: `pulumi refresh`: what the engine reads back of Commands and libvirt objects.
 - `DeleteRestores`: `pulumi destroy --target` every rule Command again: the director's tables as
   they were after the first such delete, exactly, the user's rules included.
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .plan import COMMAND, DOMAIN, Plan, record_plan, stack_config
 from .scenarios import USER_IPVS_SERVICE, add_user_rules
-from .topology import Topology, read_topology
+from .topology import LabCommand, Topology, read_topology
 
 if TYPE_CHECKING:
     from .cluster import LabCluster
@@ -229,6 +232,75 @@ class DrainOne:
         return drained
 
 
+class UpdateFailsHalfway:
+    name = "an update that fails halfway, then pulumi up again"
+    # Where ipvsadm-save writes before the rename: a directory there stops the save, as a full
+    # or read-only disk would, after the script's ipvsadm call has changed the live table.
+    OBSTACLE = "/etc/ipvsadm.rules.new"
+
+    def run(self, run: EngineScenario, cluster: LabCluster, state: Converged) -> Converged:
+        """Weight 1 for the drained web node while its director cannot save its rules: `pulumi
+        up` fails on that real server's Command halfway (the live table changed, the saved
+        rules not) and starts nothing that depends on it. The engine keeps the Command's old
+        inputs, so once the obstacle is gone the next `pulumi up` runs the same update again:
+        the live table and the saved rules agree, and the distribution follows."""
+        config = copy.deepcopy(state.config)
+        web = config["lvs:webServers"][0]
+        web["weight"] = 1
+        restored = changed(run, config)
+        director = run.director_of(state)
+        command = f"ipvs-real-server-{web['name']}"
+        blocked = cluster.ssh(director.host, director.user, f"sudo -n mkdir {self.OBSTACLE}")
+        if blocked.returncode != 0:
+            raise run.failure(f"could not put the obstacle in place: {blocked.stderr.strip()}")
+        run.engine_stack.config_set("lvs:webServers[0].weight", "1", path=True)
+        failed = run.engine_stack.up()
+        failed_steps = [(s["name"], s["op"]) for s in failed.steps if s["failed"]]
+        run.report.check(
+            "a failing update: pulumi up fails on exactly that real server's Command",
+            not failed.ok and failed_steps == [(command, "update")],
+            f"{failed_steps} {failed.changed()}",
+        )
+        run.report.check(
+            "a failing update: nothing that depends on it runs", touched(failed) == {(command, "update")}, str(failed.changed())
+        )
+        live, saved = self.weights(cluster, director, web["ip"])
+        run.report.check(
+            "a failing update stops halfway: the live table changed, the saved rules did not",
+            (live, saved) == ("1", "0"),
+            f"live {live}, saved {saved}",
+        )
+        cleared = cluster.ssh(director.host, director.user, f"sudo -n rmdir {self.OBSTACLE}")
+        if cleared.returncode != 0:
+            raise run.failure(f"could not remove the obstacle: {cleared.stderr.strip()}")
+        again = run.operate("up_after_failure", run.engine_stack.up())
+        run.report.check(
+            "pulumi up again runs the same update (the engine kept the old inputs)",
+            (command, "update") in touched(again) and {name for name, _ in touched(again)} <= {command, "ipvs-table"},
+            str(again.changed()),
+        )
+        live, saved = self.weights(cluster, director, web["ip"])
+        rules = cluster.ssh(director.host, director.user, "sudo -n ipvsadm -S -n | cmp -s - /etc/ipvsadm.rules && echo same")
+        run.report.check(
+            "after it, the saved rules are the live table",
+            (live, saved) == ("1", "1") and rules.stdout.strip() == "same",
+            f"live {live}, saved {saved}",
+        )
+        run.check_distribution(cluster, restored, "after the failed update ran again", key="after_retry")
+        return restored
+
+    @staticmethod
+    def weights(cluster: LabCluster, director: LabCommand, ip: str) -> tuple[str, str]:
+        """The real server's weight in the live table and in the saved rules (`-a … -w N` lines)."""
+        script = "sudo -n ipvsadm -S -n; echo ---; cat /etc/ipvsadm.rules"
+        live, _, saved = cluster.ssh(director.host, director.user, script).stdout.partition("---\n")
+
+        def weight(rules: str) -> str:
+            return next((line.split("-w")[-1].strip() for line in rules.splitlines() if f"-r {ip}:" in line), "")
+
+        return weight(live), weight(saved)
+
+
 class UpAgain:
     name = "up again: nothing changes"
 
@@ -335,8 +407,23 @@ class SecondStack:
         for guest in other.topology.guests:
             cluster.watch(guest.name, started_at=time.monotonic())
         try:
+            # A user's Ctrl-C once its ready Commands wait for the guests: the engine cancels,
+            # the command provider kills the scripts it runs, and `pulumi up` again does the rest.
+            interrupted = second.up_interrupted(lambda step: step["type"] == COMMAND and step["op"] == "create")
+            run.report.check(
+                f"second stack {stack}: one Ctrl-C cancels pulumi up",
+                not interrupted.ok and "^C received; cancelling" in interrupted.output,
+                interrupted.output[-1500:],
+            )
+            pending = second.pending_operations()
+            run.report.check(f"second stack {stack}: after the Ctrl-C nothing is left pending", pending == [], str(pending))
             up = run.up_as_a_user_would(name=f"up_{stack}", stack=second)
-            run.report.check(f"second stack {stack}: every resource created beside the first", up.changes["create"] > 0, str(up.changes))
+            twice = sorted(set(interrupted.named("create", type_prefix="libvirt:")) & set(up.named("create", type_prefix="libvirt:")))
+            run.report.check(
+                f"second stack {stack}: pulumi up after the Ctrl-C creates the rest, no libvirt object twice",
+                up.changes["create"] > 0 and twice == [],
+                f"{interrupted.changes} then {up.changes}; twice: {twice}",
+            )
             bridges = cluster.bridge_names()
             run.report.check("second stack: no bridge shared", len(set(bridges.values())) == len(bridges), str(bridges))
             cluster.wait_booted(run.boot_timeout)

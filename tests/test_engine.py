@@ -92,3 +92,29 @@ def test_the_stack_file_is_edited_as_a_user_edits_it_and_its_secrets_stay(tmp_pa
     assert written["encryptionsalt"] == "v1:abc"
     assert written["config"]["lvs:sshPrivateKey"] == {"secure": "v1:sealed"}
     assert [web["name"] for web in written["config"]["lvs:webServers"]] == ["web1", "web3"]
+
+
+INTERRUPTED_PROGRAM = """import pulumi
+from pulumi_command import local
+
+first = local.Command("first", create="sleep 3; echo first")
+second = local.Command("second", create="echo second", opts=pulumi.ResourceOptions(depends_on=[first]))
+"""
+
+
+@pytest.mark.lab
+def test_one_ctrl_c_cancels_the_up_the_command_in_flight_is_killed_and_the_next_up_does_it_all(stack: EngineStack) -> None:
+    (stack.project / "__main__.py").write_text(INTERRUPTED_PROGRAM)
+
+    interrupted = stack.up_interrupted(lambda step: step["name"] == "first" and step["op"] == "create")
+    assert not interrupted.ok and "^C received; cancelling" in interrupted.output, interrupted.output[-2000:]
+    # The command provider kills the script it was running (or cancels it before it started);
+    # nothing after it starts.
+    assert [(s["name"], s["failed"]) for s in interrupted.steps if s["type"] == "command:local:Command"] == [("first", True)]
+    assert "signal: killed" in interrupted.output or "context canceled" in interrupted.output, interrupted.output[-2000:]
+    kept = {urn.rsplit("::", 1)[-1] for urn in stack.urns()}
+    assert not kept & {"first", "second"}, kept
+    assert stack.pending_operations() == []  # nothing for `pulumi refresh` to clear
+
+    rest = stack.up()
+    assert rest.ok and rest.named("create", type_prefix="command:") == ["first", "second"]
