@@ -234,13 +234,16 @@ class EngineStack:
 
     def urns(self) -> set[str]:
         """The resources the stack's state holds (`pulumi stack export`)."""
-        exported = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)
-        return {resource["urn"] for resource in exported["deployment"].get("resources") or []}
+        return {resource["urn"] for resource in self._deployment().get("resources") or []}
 
     def pending_operations(self) -> list[str]:
         """What the state says was in flight when the CLI stopped without finishing it: "op urn"."""
-        exported = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)
-        return [f"{entry['type']} {entry['resource']['urn']}" for entry in exported["deployment"].get("pending_operations") or []]
+        return [f"{entry['type']} {entry['resource']['urn']}" for entry in self._deployment().get("pending_operations") or []]
+
+    def _deployment(self) -> dict[str, Any]:
+        """The stack's state as `pulumi stack export` gives it."""
+        deployment: dict[str, Any] = json.loads(self.cli(["stack", "export", "--stack", self.stack]).stdout)["deployment"]
+        return deployment
 
     def output(self, name: str) -> Any:
         result = self.cli(["stack", "output", name, "--json", "--show-secrets", "--stack", self.stack])
