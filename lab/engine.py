@@ -277,7 +277,7 @@ class EngineStack:
         events = self._events_path("up")
         started = time.monotonic()
         # Its output to a file: a pipe nobody reads while it runs could fill and stall it.
-        with events.with_suffix(".out").open("w+") as output:
+        with self._output_path(events).open("w+") as output:
             process = self._spawn(["up", "--yes", "--skip-preview", *self._operation_flags(events)], output)
             try:
                 while process.poll() is None and not any(when(step) for step in read_event_log(events, partial=True).steps):
@@ -301,18 +301,24 @@ class EngineStack:
         events = self._events_path(name)
         started = time.monotonic()
         result = self.cli([*args, *self._operation_flags(events)], check=False)
-        return self._account(name, events, result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+        output = result.stdout + result.stderr
+        self._output_path(events).write_text(output)
+        return self._account(name, events, result.returncode, output, time.monotonic() - started)
 
     def _events_path(self, name: str) -> Path:
         return self.state / f"events-{self.stack}-{len(self.operations) + 1:02d}-{name}.jsonl"
+
+    @staticmethod
+    def _output_path(events: Path) -> Path:
+        """Where the operation's output is kept, beside its event log."""
+        return events.with_suffix(".out")
 
     def _operation_flags(self, events: Path) -> list[str]:
         return ["--stack", self.stack, "--non-interactive", "--event-log", str(events)]
 
     def _account(self, name: str, events: Path, returncode: int, output: str, wall: float) -> Operation:
-        """The operation as the engine's event log tells it."""
+        """The operation as the engine's event log tells it (its output already kept)."""
         log = read_event_log(events)
-        (self.state / f"{events.stem}.out").write_text(output)
         seconds = round(log.duration if log.duration is not None else wall, 1)
         operation = Operation(name, seconds, log.counts, log.steps, returncode == 0, output, log.started)
         self.operations.append(operation)
