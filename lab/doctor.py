@@ -9,7 +9,6 @@ the doctor only reads (libvirt's capabilities, pools and networks, the PATH, the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -23,16 +22,13 @@ from urllib.parse import urlparse
 
 import yaml
 
-from components.config import ClusterSettings, ConfigError, NetworkSettings, parse_settings
+from components.config import ClusterSettings, ConfigError, NetworkSettings, settings_from_stack_file
 
 from .plan import stack_config, stack_name
 from .tools import TOOLS
 
 DEFAULT_URI = "qemu:///system"
 STATUSES = ("ok", "warn", "fail")
-# Stands in for lvs:sshPrivateKey: a secret the stack file holds encrypted (or not yet at all),
-# and nothing the doctor checks depends on it.
-PLACEHOLDER_PRIVATE_KEY = "(not read by the doctor)"
 # Programs terraform-provider-libvirt v0.8.1 runs on the machine running Pulumi.
 # What the libvirt provider runs on the machine that runs `pulumi up`.
 PROVIDER_TOOLS = (TOOLS["xsltproc"], TOOLS["mkisofs"])
@@ -112,24 +108,9 @@ def diagnose(config_path: Path, uri: str | None = None, *, which: Which = shutil
 
 def stack_settings(config: dict[str, Any], stack: str) -> ClusterSettings:
     """The program's model of the stack, as `pulumi preview` builds it: each `lvs:` value as
-    the program receives it (structured values as JSON), the private key a placeholder."""
-    raw = {
-        key.split(":", 1)[1]: _as_program_sees(value)
-        for key, value in config.items()
-        if key.startswith("lvs:") and key != "lvs:sshPrivateKey"
-    }
-    return parse_settings(raw, stack=stack, ssh_private_key=PLACEHOLDER_PRIVATE_KEY)
-
-
-def _as_program_sees(value: Any) -> Any:
-    # Pulumi hands the program plain strings as written and everything else as JSON text, which
-    # components/config.py decodes; a string that is valid JSON is decoded too.
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+    the program receives it, the private key a placeholder (nothing the doctor checks depends
+    on it)."""
+    return settings_from_stack_file(config, stack=stack)
 
 
 @contextmanager

@@ -1,6 +1,7 @@
-"""Health checks and a director pair in the config model (issue 7): `lvs:healthCheck` and
-`lvs:director.pair`/`vrrp` parse into the one model with their defaults, and bad values fail
-with one line naming the key and the value, before any resource is registered."""
+"""A director pair in the config model (issue 7): `lvs:director.pair`/`vrrp` parse into the
+one model with their defaults, and bad values fail with one line naming the key and the value,
+before any resource is registered; names that would register one resource twice are refused.
+Health checks: tests/test_config_health_check.py."""
 
 from __future__ import annotations
 
@@ -10,23 +11,14 @@ from typing import Any
 
 import pytest
 
-from components.config import ClusterSettings, DirectorPeer, HealthCheckSettings, VrrpSettings, parse_settings
-from lab.plan import stack_config
+from components.config import DirectorPeer, HealthCheckSettings, VrrpSettings, keepalived_command_names
+from lab.plan import record_plan, stack_config
+
+# ha_config and settings_of are imported from here by tests/test_ha_plan.py and tests/test_keepalived.py.
+from tests.config_helpers import _DELETE, Change, _cases, _fails, _set
+from tests.config_helpers import ha_config as ha_config
+from tests.config_helpers import settings_of as settings_of
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
-from tests.test_config import _DELETE, _set
-from tests.test_config_round_two import Change, _cases, _fails
-
-
-def ha_config() -> dict[str, Any]:
-    config = stack_config(PROJECT_DIR / "Pulumi.ha.yaml")
-    config["lvs:sshPublicKey"] = TEST_PUBLIC_KEY
-    config["lvs:sshPrivateKey"] = TEST_PRIVATE_KEY
-    return config
-
-
-def settings_of(config: dict[str, Any]) -> ClusterSettings:
-    raw = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("lvs:") and key != "lvs:sshPrivateKey"}
-    return parse_settings(raw, stack="ha", ssh_private_key=config["lvs:sshPrivateKey"])
 
 
 def test_the_ha_stack_reads_into_the_model() -> None:
@@ -46,13 +38,6 @@ def test_the_seed_stack_stays_on_the_ipvsadm_path() -> None:
     config["lvs:sshPublicKey"], config["lvs:sshPrivateKey"] = TEST_PUBLIC_KEY, TEST_PRIVATE_KEY
     settings = settings_of(config)
     assert (settings.health_check, settings.director.pair, settings.director.vrrp, settings.keepalived) == (None, None, None, False)
-
-
-def test_tcp_checks_default_to_the_service_port() -> None:
-    config = ha_config()
-    config["lvs:service"]["port"] = 8080
-    config["lvs:healthCheck"] = {"type": "tcp"}
-    assert settings_of(config).health_check == HealthCheckSettings("tcp", 8080, "/", 200, 2, 1, 1)
 
 
 def test_health_checks_without_a_pair_use_one_director() -> None:
@@ -85,33 +70,6 @@ def test_a_fraction_of_a_second_between_adverts_needs_vrrp_version_3(given: Any,
     config["lvs:director"]["vrrp"] = {"advertInterval": given}
     vrrp = settings_of(config).director.vrrp
     assert vrrp is not None and (str(vrrp.advert_interval), vrrp.version) == (seconds, version)
-
-
-@_cases(
-    [
-        (_set("healthCheck.type", "icmp"), "lvs:healthCheck.type", "'icmp'"),
-        (_set("healthCheck.type", None), "lvs:healthCheck.type", "null"),
-        (_set("healthCheck.path", "index.html"), "lvs:healthCheck.path", "'index.html'"),
-        (_set("healthCheck.path", "/a b"), "lvs:healthCheck.path", "'/a b'"),
-        (_set("healthCheck.path", '/"}\nquorum 1'), "lvs:healthCheck.path", "quorum"),
-        (_set("healthCheck.path", "/#x"), "lvs:healthCheck.path", "'/#x'"),
-        (_set("healthCheck.status", 99), "lvs:healthCheck.status", "99"),
-        (_set("healthCheck.status", 600), "lvs:healthCheck.status", "600"),
-        (_set("healthCheck.interval", 0), "lvs:healthCheck.interval", "0"),
-        (_set("healthCheck.interval", "2s"), "lvs:healthCheck.interval", "'2s'"),
-        (_set("healthCheck.timeout", 0), "lvs:healthCheck.timeout", "0"),
-        (_set("healthCheck.retries", -1), "lvs:healthCheck.retries", "-1"),
-        (_set("healthCheck.port", 70000), "lvs:healthCheck.port", "70000"),
-        (_set("healthCheck.delay", 3), "lvs:healthCheck.delay", "unknown key"),
-        (_set("healthCheck", "http"), "lvs:healthCheck", "'http'"),
-        (_set("healthCheck", {"type": "tcp", "path": "/"}), "lvs:healthCheck.path", "tcp"),
-        (_set("healthCheck", {"type": "tcp", "status": 200}), "lvs:healthCheck.status", "tcp"),
-    ]
-)
-def test_bad_health_checks(change: Change, key: str, value: str) -> None:
-    config = ha_config()
-    change(config)
-    _fails(config, key, value, stack="ha")
 
 
 @_cases(
@@ -170,9 +128,63 @@ def test_vrrp_settings_need_a_pair() -> None:
     _fails(config, "lvs:director.vrrp", "pair", stack="ha")
 
 
-@pytest.mark.parametrize("path", ["/", "/health", "/status/check.html", "/a-b_c~d/%20"])
-def test_plain_paths_are_checked_as_given(path: str) -> None:
+# --- Null on a key of the pair -----------------------------------------------------------------
+
+
+@_cases(
+    [
+        (_set("healthCheck", None), "lvs:healthCheck", "null"),
+        (_set("director.pair", None), "lvs:director.pair", "null"),
+    ]
+)
+def test_null_on_a_key_of_the_pair_is_refused_not_dropped(change: Change, key: str, value: str) -> None:
     config = ha_config()
-    config["lvs:healthCheck"]["path"] = path
-    health_check = settings_of(config).health_check
-    assert health_check is not None and health_check.path == path
+    change(config)
+    message = _fails(config, key, value, stack="ha")
+    assert "None" not in message and "remove the key" in message
+
+
+@pytest.mark.parametrize(("interval", "seconds"), [(17, "61.2"), (60, "216.0"), (255, "918.0")])
+def test_an_advert_interval_that_makes_failover_take_minutes_warns(interval: int, seconds: str) -> None:
+    config = ha_config()
+    config["lvs:director"]["vrrp"] = {"advertInterval": interval}
+    (warning,) = settings_of(config).warnings
+    assert warning.startswith(f"lvs:director.vrrp.advertInterval: {interval} s: a failover takes about {seconds} s"), warning
+
+
+# --- Every accepted config registers unique resource names --------------------------------------
+
+
+def _names(first: str, second: str, web: str) -> Change:
+    """The pair's names, and the second web server's."""
+
+    def change(config: dict[str, Any]) -> None:
+        config["lvs:director"]["pair"][0]["name"] = first
+        config["lvs:director"]["pair"][1]["name"] = second
+        config["lvs:webServers"][1]["name"] = web
+
+    return change
+
+
+@_cases(
+    [
+        (_names("a", "a-real-server-web1", "web1-main"), "lvs:director.pair[1].name", "'keepalived-a-real-server-web1-main'"),
+        (_names("a-real-server-x", "a", "x-load"), "lvs:director.pair[1].name", "lvs:director.pair[0].name ('a-real-server-x')"),
+        (_names("a", "a-real-server-w", "w-watchdog"), "lvs:director.pair[1].name", "lvs:webServers[1].name ('w-watchdog')"),
+    ]
+)
+def test_names_that_would_register_one_resource_twice_are_refused(change: Change, key: str, value: str) -> None:
+    config = ha_config()
+    change(config)
+    _fails(config, key, value, stack="ha")
+
+
+def test_the_model_knows_the_names_keepalived_s_commands_get() -> None:
+    config = ha_config()
+    plan = record_plan(config, stack="ha")
+    settings = settings_of(config)
+    webs = [web.name for web in settings.web_servers]
+    for director in settings.directors:
+        parent = next(r.urn for r in plan.resources if r.type == "lvs:keepalived:KeepalivedDirector" and r.name.endswith(director.name))
+        registered = {r.name for r in plan.resources if r.parent == parent and r.type == "command:remote:Command"}
+        assert registered == set(keepalived_command_names(director.name, webs))

@@ -151,6 +151,25 @@ def test_a_missing_private_key_does_not_stop_the_host_checks(tmp_path: Path) -> 
     assert {"domain", "pool", "network"} <= checks
 
 
+def test_the_config_is_read_as_the_program_reads_it(tmp_path: Path) -> None:
+    """Each value as the program receives it (JSON-decoded): a mapping written as JSON text is that
+    mapping, and a quoted "null" is null, as in preview."""
+
+    def json_text(config: dict[str, Any]) -> None:
+        config["lvs:service"] = '{"port": 8080}'
+
+    def quoted_null(config: dict[str, Any]) -> None:
+        config["lvs:adminUser"] = "null"
+
+    def failed(path: Path) -> list[str]:
+        return [finding.what for finding in findings_of("config", path) if finding.status == "fail"]
+
+    assert failed(write_stack(tmp_path, json_text, stack="json")) == []
+    assert failed(write_stack(tmp_path, quoted_null)) == [
+        "Pulumi.doc.yaml: lvs:adminUser: null is not a value for this key; remove the key to use the default, 'lvsadmin'"
+    ]
+
+
 def test_a_missing_tool_fails_with_the_package_to_install(tmp_path: Path) -> None:
     findings = diagnose(write_stack(tmp_path), TEST_URI, which=lambda program: None if program == "mkisofs" else "/usr/bin/xsltproc")
     failed = [finding for finding in findings if finding.check == "tools" and finding.status == "fail"]

@@ -1,38 +1,18 @@
 """Bad input fails `pulumi preview` with one message naming the key and the value, and
-registers no resource. Each case changes one thing in the seed stack."""
+registers no resource; null is never read as "missing" nor as the default, and a message
+shows a value readably. Each case changes one thing in a stack."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
 
-from components.config import ConfigError, PoolSettings, mac_address, parse_settings
+from components.config import ConfigError
 from lab.plan import record_plan
+from tests.config_helpers import _DELETE, Change, _cases, _fails, _set, _settings_with
 from tests.conftest import seed_config
-
-_DELETE = object()
-
-
-def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    """Changes one value, addressed like the error messages do: `webServers[1].weight`."""
-    steps: list[Any] = [int(index) if index else name for name, index in re.findall(r"([A-Za-z]+)|\[(\d+)\]", path)]
-    steps[0] = f"lvs:{steps[0]}"
-
-    def change(config: dict[str, Any]) -> None:
-        node: Any = config
-        for step in steps[:-1]:
-            node = node[step]
-        if value is _DELETE:
-            del node[steps[-1]]
-        else:
-            node[steps[-1]] = value
-
-    return change
-
 
 BAD_INPUT = [
     # (change, the key the message must name, a fragment of the value it must show)
@@ -112,70 +92,74 @@ def test_bad_input_fails_before_any_resource(config_with: Any, change: Any, key:
     assert failure.value.plan.resources == []  # type: ignore[attr-defined]
 
 
-def test_seed_config_reads_into_the_model() -> None:
-    raw = {key.split(":", 1)[1]: value for key, value in seed_config().items() if key.startswith("lvs:")}
-    private_key = raw.pop("sshPrivateKey")
-    settings = parse_settings(raw, stack="seed", ssh_private_key=private_key)
-    assert str(settings.internal.cidr) == "192.168.75.0/24"
-    assert str(settings.vip) == "12.0.0.1"
-    assert settings.vip_url == "http://12.0.0.1/"
-    assert [(w.name, str(w.ip), str(w.export), w.weight) for w in settings.web_servers] == [
-        ("web1", "192.168.75.50", "/opt/kgc", 1),
-        ("web2", "192.168.75.60", "/opt/benet", 1),
-    ]
-    # The host side defaults to the last usable address, away from the seed's .1 VIP.
-    assert (str(settings.internal.host_ip), str(settings.external.host_ip)) == ("192.168.75.254", "12.0.0.254")
-    assert (settings.service.scheduler, settings.service.persistence, settings.service.port) == ("rr", 0, 80)
-    # No `lvs:image.pool`: the stack creates its own pool, named and placed after the stack.
-    assert settings.image.pool == PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))
-    assert settings.image.pool.created_by_stack
+# --- Misleading messages: null -----------------------------------------------------------------
+
+
+NULLS = [
+    # keys with a default: an explicit null is not silently that default
+    *[
+        (_set(path, null), f"lvs:{path}", "null is not a value for this key; remove the key to use the default")
+        for path in (
+            "adminUser", "domainType", "service.scheduler", "service.port", "service.persistence", "service.mode", "director.name",
+            "nfs.name", "client.name", "webServers[0].weight", "webServers[1].memory", "director.vcpus", "networks.internal.hostIp",
+        )
+        for null in (None, "null") if "." not in path or null is None
+    ],
+    (_set("networks.external.hostIp", None), "lvs:networks.external.hostIp", "remove the key to use the default, 12.0.0.254"),
+    (_set("service", None), "lvs:service", "null is not a value for this key; remove the key to use the defaults"),
+    # required keys given as null
+    *[
+        (_set(path, None), f"lvs:{path}", "null given, but a value is required")
+        for path in (
+            "image", "image.source", "networks", "networks.internal", "networks.internal.name", "networks.external.cidr",
+            "director", "director.internalIp", "nfs", "nfs.ip", "nfs.exports", "webServers", "webServers[0].name",
+            "webServers[1].ip", "webServers[0].export", "client.ip",
+        )
+    ],
+    (_set("sshPublicKey", "null"), "lvs:sshPublicKey", "null given, but a value is required"),
+    (_set("nfs.exports", [None, "/opt/kgc", "/opt/benet"]), "lvs:nfs.exports[0]", "null given, but a path is required"),
+    (_set("webServers", [None]), "lvs:webServers[0]", "expected a mapping, got null"),
+]  # fmt: skip
+
+
+@_cases(NULLS)
+def test_null_never_says_missing_nor_becomes_the_default(config_with: Any, change: Change, key: str, value: str) -> None:
+    message = _fails(config_with(change), key, value)
+    assert "missing" not in message
 
 
 @pytest.mark.parametrize(
-    ("image", "expected"),
+    ("change", "check"),
     [
-        ({}, PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))),
-        ({"poolPath": "/srv/lvs"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs"))),
-        ({"poolPath": "//srv///lvs/"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs"))),
-        ({"poolPath": "/srv/./a/../lvs-1.2_x"}, PoolSettings(name="seed-pool", path=PurePosixPath("/srv/lvs-1.2_x"))),
-        ({"pool": "default"}, PoolSettings(name="default", path=None)),
-        ({"pool": "Pool_1.a-b"}, PoolSettings(name="Pool_1.a-b", path=None)),
-        ({"pool": "p" * 64}, PoolSettings(name="p" * 64, path=None)),
-        ({"pool": None, "poolPath": None}, PoolSettings(name="seed-pool", path=PurePosixPath("/var/lib/libvirt/images/lvs-cluster-seed"))),
+        (_set("client", None), lambda settings: settings.client is None),
+        (_set("image.pool", None), lambda settings: settings.image.pool.name == "seed-pool"),
+        (_set("image.poolPath", None), lambda settings: settings.image.pool.created_by_stack),
+        (_set("networks.internal.bridge", None), lambda settings: settings.internal.bridge is None),
     ],
-    ids=["default", "path", "slashes", "dots", "existing-default", "existing-chars", "existing-64", "nulls"],
+    ids=["client", "image.pool", "image.poolPath", "bridge"],
 )
-def test_pool_settings(image: dict[str, Any], expected: PoolSettings) -> None:
-    raw = {key.split(":", 1)[1]: value for key, value in seed_config().items() if key.startswith("lvs:")}
-    raw.pop("sshPrivateKey")
-    raw["image"] = {**raw["image"], **image}
-    settings = parse_settings(raw, stack="seed", ssh_private_key="key")
-    assert settings.image.pool == expected
-    assert settings.image.pool.created_by_stack == (expected.path is not None)
+def test_null_means_not_set_where_not_set_is_the_default(change: Change, check: Callable[[Any], bool]) -> None:
+    assert check(_settings_with(change))
 
 
-def test_defaults_apply_where_the_seed_implies_one() -> None:
-    raw = {key.split(":", 1)[1]: value for key, value in seed_config().items() if key.startswith("lvs:")}
-    raw.pop("sshPrivateKey")
-    del raw["service"]
-    for web in raw["webServers"]:
-        del web["weight"]
-    settings = parse_settings(raw, stack="seed", ssh_private_key="key")
-    assert (settings.service.port, settings.service.scheduler, settings.service.persistence, settings.service.mode) == (80, "rr", 0, "nat")
-    assert {web.weight for web in settings.web_servers} == {1}
-    assert settings.director.size.memory_mib == 512
+# --- Messages ----------------------------------------------------------------------------------
 
 
-def test_every_ipvsadm_scheduler_is_accepted(config_with: Any) -> None:
-    for scheduler in ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"):
-        plan = record_plan(config_with(_set("service.scheduler", scheduler)), stack="seed")
-        assert f"-s {scheduler}" in plan.named("ipvs-virtual-service").inputs["create"]
+def test_a_long_value_is_cut_in_its_message() -> None:
+    config = seed_config()
+    config["lvs:networks"]["internal"]["name"] = "n" * 5000
+    message = _fails(config, "lvs:networks.internal.name", "nnn…nnn")
+    assert len(message) < 300, message
 
 
-def test_mac_addresses_are_stable_and_locally_administered() -> None:
-    from ipaddress import IPv4Address
-
-    mac = mac_address(IPv4Address("192.168.75.50"))
-    assert mac == "52:54:c0:a8:4b:32"
-    first_octet = int(mac.split(":")[0], 16)
-    assert first_octet & 0b10 and not first_octet & 0b1
+@_cases(
+    [
+        (_set("service.scheduler", None), "lvs:service.scheduler", "null"),
+        (_set("webServers", None), "lvs:webServers", "null"),
+        (_set("networks.internal", None), "lvs:networks.internal", "null"),
+    ]
+)
+def test_null_is_shown_as_null(change: Change, key: str, value: str) -> None:
+    config = seed_config()
+    change(config)
+    assert "None" not in _fails(config, key, value)
