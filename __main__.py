@@ -10,7 +10,7 @@ from components.client import Client
 from components.config import load_settings
 from components.director import Director
 from components.image import BaseImage
-from components.ipvs import IpvsService, RealServer
+from components.ipvs import IpvsService
 from components.keepalived import KeepalivedDirectors
 from components.network import ClusterNetwork
 from components.nfs_server import NfsServer
@@ -49,7 +49,7 @@ else:
         "ipvs",
         settings.service,
         vip=settings.vip,
-        real_servers=[RealServer(node.settings.name, node.settings.ip, node.settings.weight, node.vm.ready) for node in web_nodes],
+        backends=[(node.settings, node.vm.ready) for node in web_nodes],
         connection=director_ssh,
         director_ready=directors[0].vm.ready,
     )

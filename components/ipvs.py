@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from .config import ServiceSettings
+from .config import ServiceSettings, WebServerSettings
 from .remote import as_root, script_options
 
 _SAVE = "ipvsadm-save -n > /etc/ipvsadm.rules.new\nmv /etc/ipvsadm.rules.new /etc/ipvsadm.rules\n"
@@ -100,16 +100,6 @@ def delete_real_server_script(service: ServiceSettings, vip: IPv4Address, real_i
     )
 
 
-class RealServer:
-    """What the IPVS service needs of a web node."""
-
-    def __init__(self, name: str, ip: IPv4Address, weight: int, ready: pulumi.Resource) -> None:
-        self.name = name
-        self.ip = ip
-        self.weight = weight
-        self.ready = ready
-
-
 class IpvsService(pulumi.ComponentResource):
     virtual_service: remote.Command
     real_servers: dict[str, remote.Command]
@@ -121,7 +111,7 @@ class IpvsService(pulumi.ComponentResource):
         service: ServiceSettings,
         *,
         vip: IPv4Address,
-        real_servers: Sequence[RealServer],
+        backends: Sequence[tuple[WebServerSettings, pulumi.Resource]],
         connection: remote.ConnectionArgs,
         director_ready: pulumi.Resource,
         opts: Optional[pulumi.ResourceOptions] = None,
@@ -139,16 +129,16 @@ class IpvsService(pulumi.ComponentResource):
             opts=script_options(self, [director_ready]),
         )
         self.real_servers = {}
-        for real in real_servers:
-            apply_real = apply_real_server_script(service, vip, real.ip, real.weight)
-            self.real_servers[real.name] = remote.Command(
-                f"{name}-real-server-{real.name}",
+        for web, ready in backends:
+            apply_real = apply_real_server_script(service, vip, web.ip, web.weight)
+            self.real_servers[web.name] = remote.Command(
+                f"{name}-real-server-{web.name}",
                 connection=connection,
                 create=apply_real,
                 update=apply_real,
-                delete=delete_real_server_script(service, vip, real.ip),
-                triggers=[key, f"{real.ip}:{service.port}"],
-                opts=script_options(self, [self.virtual_service, real.ready]),
+                delete=delete_real_server_script(service, vip, web.ip),
+                triggers=[key, f"{web.ip}:{service.port}"],
+                opts=script_options(self, [self.virtual_service, ready]),
             )
         rules = [self.virtual_service, *self.real_servers.values()]
         # Read the live table back after every change, for the stack output.

@@ -23,12 +23,12 @@ from rich.table import Table
 
 from . import runs, tools
 from .cluster import CommandRun
-from .engine_verify import EngineScenario
 from .image import DEFAULT_CACHE_DIR, ensure_image
 from .plan import stack_name
 from .progress import Progress
+from .report.report import Distribution
 from .report_html import write_html
-from .verify import Distribution
+from .scenario.runner import Run
 
 console = Console(stderr=True, highlight=False)
 # Everything the run prints goes through it: a live display on a terminal, plain lines with a
@@ -94,7 +94,7 @@ def command_verify(args: argparse.Namespace) -> int:
             return 2
     report_leftovers()
     with progress:
-        report = EngineScenario(
+        report = Run(
             Path(args.config),
             requests=args.requests,
             log=log,
@@ -102,7 +102,7 @@ def command_verify(args: argparse.Namespace) -> int:
             cache_dir=DEFAULT_CACHE_DIR,
             second_stack=args.second_stack,
             progress=progress,
-        ).run()
+        ).verify()
     checks = Table(title=f"lab verify {report.config}")
     checks.add_column("check")
     checks.add_column("result")
@@ -147,16 +147,17 @@ def command_up(args: argparse.Namespace) -> int:
     # Outside root's home: libvirt runs QEMU as libvirt-qemu, which must reach the kernel files.
     workdir = Path(tempfile.mkdtemp(prefix=f"lvs-lab-up-{stack}-"))
     record = runs.register("up", namespace, workdir)
-    scenario = EngineScenario(config_path, requests=0, log=log, show=make_show(False), cache_dir=DEFAULT_CACHE_DIR, progress=progress)
+    run = Run(config_path, requests=0, log=log, show=make_show(False), cache_dir=DEFAULT_CACHE_DIR, progress=progress)
     try:
         with progress:
-            _, engine_stack, state = scenario.bring_up(workdir, namespace)
+            _, deployment, state = run.bring_up(workdir, namespace)
     except BaseException:
         runs.clean(record, log)
         raise
-    for substitution in scenario.report.substitutions:
+    engine_stack = deployment.stack
+    for substitution in run.report.substitutions:
         log(f"substitution: {substitution['what']} = {substitution['lab']} ({substitution['reason']})")
-    director = state.topology.command(f"{next(n for n, v in state.plan.outputs['nodes'].items() if v['role'] == 'director')}-ready")
+    director = state.topology.ready(next(name for name, node in state.plan.outputs["nodes"].items() if node["role"] == "director"))
     key = workdir / "id_ed25519"
     # On stdout and unwrapped: the lines are meant to be copied.
     print(f"lab is up in namespace {namespace}.")

@@ -24,12 +24,13 @@ import libvirt
 
 from .accel import Accel
 from .guest import Guest
+from .guests.consoles import ConsoleWatcher
+from .guests.ssh import SshClient
 from .image import BaseImage
 from .libvirt_objects import PRIVATE_IMAGES, leftovers, provide_existing_pools
 from .libvirtd import PrivateLibvirtd
 from .netns import Namespace
 from .plan import Plan
-from .progress import Progress
 from .runs import shielded
 from .topology import LabCommand, Topology
 
@@ -70,7 +71,6 @@ class LabCluster:
         namespace: str,
         log: Log,
         accel: Accel,
-        progress: Progress | None = None,
     ) -> None:
         self.topology = topology
         self.image = image
@@ -78,10 +78,11 @@ class LabCluster:
         self.ssh_key = ssh_key
         self.log = log
         self.ns = Namespace(namespace, log=log)
-        self.progress = progress
+        self.consoles = ConsoleWatcher(log=log)
         # Under software emulation the daemon must not see a /dev/kvm that hangs (libvirtd.py).
         self.daemon = PrivateLibvirtd(self.ns, workdir / "libvirt", log=log, hide_kvm=accel.name != "kvm")
         self.guests: dict[str, Guest] = {}
+        self.ssh_client = SshClient(self.ns, ssh_key, workdir / "known_hosts")
         self.connection: libvirt.virConnect | None = None
         self.boot: DirectBoot | None = None
         self.provided_pools: list[str] = []
@@ -107,6 +108,7 @@ class LabCluster:
         self.ns.create()
         self.daemon.start()
         self.connection = self.daemon.connect()
+        self.consoles.start()
 
     def provide_pools(self, plan: Plan) -> list[str]:
         """The pools a stack expects the host to have (`lvs:image.pool`), made by the lab."""
@@ -116,27 +118,24 @@ class LabCluster:
         return provided
 
     def watch(self, domain_name: str, started_at: float) -> Guest:
-        """A guest the lab reaches and whose console it watches, started at `started_at`."""
-        guest = Guest(
-            domain_name,
-            self.workdir / "guests" / domain_name,
-            self.ns,
-            console_log=self.workdir / "consoles" / f"{domain_name}.log",
-            is_running=partial(self._is_active, domain_name),
-            ssh_key=self.ssh_key,
-            log=self.log,
-        )
-        guest.mark_started(at=started_at)
+        """A guest whose console the lab watches from its first line, started at `started_at`."""
+        console_log = self.workdir / "consoles" / f"{domain_name}.log"
+        is_running = partial(self._is_active, domain_name)
+        boot = self.consoles.arm(domain_name, console_log, started=started_at, since=0, is_running=is_running)
+        guest = Guest(domain_name, console_log=console_log, is_running=is_running, boot=boot)
         self.guests[domain_name] = guest
-        if self.progress is not None:
-            self.progress.watch_guest(domain_name, guest.console_log, guest.started_at)
         return guest
+
+    def rebooting(self, domain_name: str) -> None:
+        """The guest is about to reboot inside the same QEMU: its next boot is read from where
+        its console stands now."""
+        guest = self.guests[domain_name]
+        guest.boot = self.consoles.arm(domain_name, guest.console_log, is_running=guest.is_running)
 
     def forget(self, domain_name: str) -> None:
         """A guest the stack no longer has: neither watched nor shown."""
         self.guests.pop(domain_name, None)
-        if self.progress is not None:
-            self.progress.forget_guest(domain_name)
+        self.consoles.forget(domain_name)
 
     def leftovers(self, plan: Plan) -> list[str]:
         """The plan's libvirt objects the daemon still holds, found through its API."""
@@ -150,20 +149,11 @@ class LabCluster:
         except libvirt.libvirtError:
             return False
 
-    def wait_booted(self, timeout: float) -> dict[str, float]:
-        """Each guest's own uptime when cloud-init reported it finished (the guests boot at
-        once; waiting for them one after the other must not add up)."""
-        deadline = time.monotonic() + timeout
-        while not all([guest.cloud_init_done() for guest in self.guests.values()]):
-            if time.monotonic() > deadline:
-                waiting = [guest for guest in self.guests.values() if guest.guest_uptime is None]
-                raise TimeoutError(
-                    "cloud-init not done after "
-                    f"{timeout:.0f} s on {', '.join(guest.name for guest in waiting)}\n"
-                    + "\n".join(f"--- {guest.name}: console tail ---\n{guest.console_tail()}" for guest in waiting)
-                )
-            time.sleep(1)
-        return {name: guest.guest_uptime or 0.0 for name, guest in self.guests.items()}
+    def wait_booted(self, timeout: float, names: list[str] | None = None) -> dict[str, float]:
+        """Each guest's (or each named guest's) own uptime when cloud-init reported its boot
+        finished; the guests boot at once, so the waits do not add up."""
+        boots = self.consoles.wait_done(self.guests if names is None else names, timeout)
+        return {name: boot.uptime or 0.0 for name, boot in boots.items()}
 
     # ------------------------------------------------------------ what libvirt says
 
@@ -224,9 +214,6 @@ class LabCluster:
             pool.delete(0)
             pool.undefine()
 
-    def ssh_argv(self, host: str, user: str, script: str) -> list[str]:
-        return self._any_guest().ssh_command(script, host=host, user=user)
-
     def crash(self, domain_name: str) -> float:
         """A crash, not a shutdown: SIGKILL to the domain's QEMU process (which this run's
         daemon started; its pid file is in the daemon's private /run/libvirt), then waits,
@@ -249,20 +236,18 @@ class LabCluster:
         """Starts a domain that is off: a new QEMU, whose console log starts over."""
         assert self.connection is not None
         self.connection.lookupByName(domain_name).create()
-        self.guests[domain_name].mark_started()
+        guest = self.guests[domain_name]
+        # A new QEMU: its console log starts over.
+        guest.boot = self.consoles.arm(domain_name, guest.console_log, since=0, is_running=guest.is_running)
 
     def domain_uuids(self) -> dict[str, str]:
         assert self.connection is not None
         return {guest.name: self.connection.lookupByName(guest.name).UUIDString() for guest in self.topology.guests}
 
-    def _any_guest(self) -> Guest:
-        return next(iter(self.guests.values()))
-
     def ssh(self, host: str, user: str, script: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Runs a shell command on a node as a Pulumi Command would: the string goes to the
         login shell of `user` over SSH, from the namespace (the host side of the networks)."""
-        result: subprocess.CompletedProcess[str] = self._any_guest().ssh(script, host=host, user=user, check=False, timeout=timeout)
-        return result
+        return self.ssh_client.run(host, user, script, timeout=timeout)
 
     def run_command(self, command: LabCommand, phase: str) -> CommandRun:
         script = {"create": command.create, "update": command.update or command.create, "delete": command.delete}[phase]
@@ -280,6 +265,7 @@ class LabCluster:
         """Connection, daemons, namespace: each is removed even when an earlier one fails
         (ending the namespace's processes is the last resort for what a daemon left)."""
         with shielded():
+            self.consoles.stop()
             try:
                 if self.connection is not None:
                     with contextlib.suppress(libvirt.libvirtError):

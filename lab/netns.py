@@ -1,19 +1,15 @@
 """A network namespace that holds one lab's networks.
 
-Every non-loopback address of the lab lives inside the namespace: bridges
-(the lab networks, optionally with a host-side address), tap devices for
-guest NICs, and the processes that use them (QEMU, ssh, curl) all run in it.
-Nothing is configured in the root namespace.
+Every non-loopback address of the lab lives inside the namespace: the private libvirtd makes
+its bridges and tap devices there, and the processes that use them (QEMU, ssh, curl) all run in
+it. Nothing is configured in the root namespace.
 
     with Namespace("lvslab-1") as ns:
-        ns.add_bridge("br-int", "192.168.75.254/24")
-        ns.add_tap("tap-web1", "br-int")
         ns.run(["ip", "-br", "addr"])
-        proc = ns.popen(["qemu-system-x86_64", ...])
+        proc = ns.popen(["sleep", "300"])
 
-On exit (also on exceptions) the namespace ends, by PID, every process it
-started and any other process still inside it, deletes the taps and bridges
-it created and then the namespace itself.
+On exit (also on exceptions) the namespace ends, by PID, every process it started and any other
+process still inside it, then deletes the namespace itself (and every link in it).
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +27,6 @@ from typing import Any
 
 Log = Callable[[str], None]
 
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")  # IFNAMSIZ - 1
 _NSNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -90,7 +84,6 @@ class Namespace:
         self.name = name
         self.log = log or _quiet
         self._created = False
-        self._links: list[str] = []  # creation order; deleted in reverse
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------ lifecycle
@@ -123,7 +116,7 @@ class Namespace:
         self.log(f"netns {self.name}: created")
 
     def close(self) -> None:
-        """End processes, delete links, delete the namespace. Idempotent."""
+        """End processes, delete the namespace (and the links in it). Idempotent."""
         if not self._created:
             return
         errors: list[str] = []
@@ -140,11 +133,6 @@ class Namespace:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for link in reversed(self._links):
-            cp = _ip("-n", self.name, "link", "del", link)
-            if cp.returncode != 0 and "Cannot find device" not in cp.stderr:
-                errors.append(f"link del {link}: {cp.stderr.strip()}")
-        self._links.clear()
         for _ in range(20):
             cp = _ip("netns", "del", self.name)
             if cp.returncode == 0 or self.name not in existing_namespaces():
@@ -163,41 +151,11 @@ class Namespace:
         out = _ip("netns", "pids", self.name).stdout
         return [int(x) for x in out.split() if x.isdigit()]
 
-    # ---------------------------------------------------------------- links
+    # ---------------------------------------------------------------- ip
 
     def ip(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """`ip -n NS ARGS...`, raising NamespaceError on failure."""
         return _check(_ip("-n", self.name, *args, timeout=timeout), f"ip -n {self.name} {' '.join(args)}")
-
-    def _new_link(self, name: str) -> None:
-        if not _IFNAME.match(name):
-            raise ValueError(f"bad interface name {name!r} (at most 15 characters)")
-
-    def add_bridge(self, name: str, address_cidr: str | None = None) -> str:
-        """A bridge (one lab network); address_cidr is the namespace's own
-        address on it (e.g. "192.168.75.254/24"), or None for none."""
-        self._new_link(name)
-        self.ip("link", "add", name, "type", "bridge", "stp_state", "0", "forward_delay", "0")
-        self._links.append(name)
-        if address_cidr:
-            self.ip("addr", "add", address_cidr, "dev", name)
-        self.ip("link", "set", name, "up")
-        self.log(f"netns {self.name}: bridge {name} {address_cidr or ''}")
-        return name
-
-    def add_tap(self, name: str, bridge: str) -> str:
-        """A tap device for one guest NIC, attached to `bridge`."""
-        self._new_link(name)
-        self.ip("tuntap", "add", "dev", name, "mode", "tap")
-        self._links.append(name)
-        self.ip("link", "set", name, "master", bridge)
-        self.ip("link", "set", name, "up")
-        self.log(f"netns {self.name}: tap {name} on {bridge}")
-        return name
-
-    def sysctl(self, key: str, value: str) -> None:
-        """Set a sysctl of this namespace, e.g. ("net.ipv4.ip_forward", "1")."""
-        self.run(["sysctl", "-q", "-w", f"{key}={value}"])
 
     # ------------------------------------------------------------ processes
 
@@ -247,13 +205,3 @@ class Namespace:
         """Stop tracking a process that has been ended and waited for."""
         if proc in self._procs and proc.poll() is not None:
             self._procs.remove(proc)
-
-
-if __name__ == "__main__":
-    # tiny self-check: python -m lab.netns
-    with Namespace(f"lvslab-selftest-{os.getpid()}", log=lambda m: print(m, file=sys.stderr)) as ns:
-        ns.add_bridge("br0", "192.168.75.254/24")
-        ns.add_tap("tap0", "br0")
-        print(ns.run(["ip", "-br", "addr"]).stdout)
-        p = ns.popen(["sleep", "300"])
-    print("left namespaces:", existing_namespaces(), "sleep exit:", p.returncode)

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from .progress import STAGE_NAMES
+from .guests.consoles import STAGE_NAMES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 # A colour per boot stage (lab/progress.py), light to dark as the boot goes on; "done" ends the bar.

@@ -18,6 +18,8 @@ from xml.etree import ElementTree
 from .libvirt_objects import network_xml
 from .plan import CLOUD_INIT_DISK, COMMAND, DOMAIN, NETWORK, VOLUME, Plan, PlannedResource
 
+READY_SUFFIX = "-ready"
+
 
 @dataclass(frozen=True)
 class LabNetwork:
@@ -66,6 +68,20 @@ class Topology:
 
     def command(self, name: str) -> LabCommand:
         return next(command for command in self.commands if command.name == name)
+
+    # Each node has a Command that waits for its boot (`<node>-ready`, components/remote.py):
+    # its connection is how the lab reaches the node, as every Command on it does.
+    def ready(self, node: str) -> LabCommand:
+        """The Command that waits for `node`'s boot."""
+        return self.command(f"{node}{READY_SUFFIX}")
+
+    def nodes(self) -> list[str]:
+        """Every node with a ready wait: all of the stack's nodes."""
+        return [command.name.removesuffix(READY_SUFFIX) for command in self.commands if command.name.endswith(READY_SUFFIX)]
+
+    def rule_commands(self) -> list[str]:
+        """The Commands that own rules on the directors: every Command but the nodes' ready waits."""
+        return [command.name for command in self.commands if not command.name.endswith(READY_SUFFIX)]
 
 
 def host_address(network: PlannedResource) -> ipaddress.IPv4Address:

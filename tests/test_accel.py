@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.accel import Accel, choose_accel
-from lab.engine_verify import engine_substitutions
-from lab.verify import effective_accel, substitute
+from lab.scenario.prepare import effective_accel, engine_substitutions, substitute
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 

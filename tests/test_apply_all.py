@@ -1,6 +1,6 @@
-"""The lab applies a stack's Commands as the Pulumi engine steps them (lab/verify.py
-`Scenario.apply_all`): each once what it depends on is created, or once what depends on it is
-deleted; independent ones at once; the first failure ends the step."""
+"""The lab runs a stack's Command scripts as the Pulumi engine steps them (lab/scenario/commands.py
+`CommandRunner.create_all`): each once what it depends on is created; independent ones at once;
+the first failure ends the step."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from typing import Any
 
 import pytest
 
+from lab.scenario.commands import CommandRunner
+from lab.scenario.status import StepFailedError
 from lab.topology import LabCommand
-from lab.verify import Scenario, StepFailedError
 
 
 def command(name: str, *depends_on: str, delete: bool = True) -> LabCommand:
     return LabCommand(name, "10.0.0.1", "ops", f"create {name}", None, f"delete {name}" if delete else None, (), depends_on)
 
 
-class Recorder:
-    """Stands in for the scenario: records each apply, and holds the independent ones until
-    both have started (each waits, bounded, for the other)."""
+class Recorder(CommandRunner):
+    """Runs no script: records each create, and holds the independent ones until both have
+    started (each waits, bounded, for the other)."""
 
     def __init__(self, together: set[str] = frozenset(), failing: str = "") -> None:  # type: ignore[assignment]
         self.order: list[str] = []
@@ -28,7 +29,8 @@ class Recorder:
         self.lock = threading.Lock()
         self.both_started = threading.Barrier(len(together)) if together else None
 
-    def apply(self, cluster: Any, command: LabCommand, phase: str) -> None:
+    def create(self, command: LabCommand) -> Any:
+        phase = "create"
         with self.lock:
             self.order.append(f"{phase} {command.name}")
         if command.name in self.together and self.both_started is not None:
@@ -47,26 +49,19 @@ STACK = (
 
 def test_independent_commands_run_at_once_and_after_what_they_depend_on() -> None:
     recorder = Recorder(together={"real-web1", "real-web2"})
-    Scenario.apply_all(recorder, None, STACK, "create")  # type: ignore[arg-type]
+    recorder.create_all(STACK)
     assert recorder.order[0] == "create service" and recorder.order[-1] == "create table"
     assert sorted(recorder.order[1:3]) == ["create real-web1", "create real-web2"]
-
-
-def test_delete_runs_dependents_first_and_skips_commands_without_delete() -> None:
-    recorder = Recorder(together={"real-web1", "real-web2"})
-    Scenario.apply_all(recorder, None, STACK, "delete")  # type: ignore[arg-type]
-    assert sorted(recorder.order[:2]) == ["delete real-web1", "delete real-web2"]
-    assert recorder.order[2:] == ["delete service"]
 
 
 def test_the_first_failure_ends_the_step() -> None:
     recorder = Recorder(failing="service")
     with pytest.raises(StepFailedError, match="service create failed"):
-        Scenario.apply_all(recorder, None, STACK, "create")  # type: ignore[arg-type]
+        recorder.create_all(STACK)
     assert recorder.order == ["create service"]
 
 
 def test_a_command_waiting_on_one_that_never_comes_fails_at_once() -> None:
     stuck = (command("a", "b"), command("b", "a"))
     with pytest.raises(StepFailedError, match="no Command can start"):
-        Scenario.apply_all(Recorder(), None, stuck, "create")  # type: ignore[arg-type]
+        Recorder().create_all(stuck)

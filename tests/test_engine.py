@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lab.engine import Engine, EngineStack, find_engine
-from lab.engine_verify import created_resource
+from lab.scenario.runner import created_resource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROGRAM = """import pulumi

@@ -11,25 +11,25 @@ from typing import Any
 import pytest
 
 from lab import tools
-from lab.faults import (
+from lab.plan import stack_config
+from lab.scenario.faults import TRANSITION_PATTERN, split_holding
+from lab.scenario.state import stack_settings
+from lab.scenario.traffic import (
     FAULT_REQUEST_TIMEOUT_SECONDS,
-    TRANSITION_PATTERN,
     Answer,
+    judge,
     outage_seconds,
     parse_answers,
     request_loop_script,
-    split_holding,
     tally,
     whole_cycles,
 )
-from lab.plan import stack_config
-from lab.verify import judge, model
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
 
 
 def settings_of(stack_file: str) -> Any:
     config = stack_config(PROJECT_DIR / stack_file)
-    return model({**config, "lvs:sshPublicKey": TEST_PUBLIC_KEY, "lvs:sshPrivateKey": TEST_PRIVATE_KEY}, "test")
+    return stack_settings({**config, "lvs:sshPublicKey": TEST_PUBLIC_KEY, "lvs:sshPrivateKey": TEST_PRIVATE_KEY}, "test")
 
 
 def test_each_line_becomes_an_answer_and_a_silent_request_a_failure() -> None:

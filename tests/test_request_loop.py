@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from lab import tools
-from lab.verify import request_loop
+from lab.scenario.traffic import request_loop
 
 
 class _Backend(BaseHTTPRequestHandler):

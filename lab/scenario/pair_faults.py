@@ -14,60 +14,46 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from components.config import INTERNAL_NIC
+from components.config import INTERNAL_NIC, DirectorPeer
 from components.keepalived import WATCHDOG_BOUND_SECONDS
 
+from .context import Node, RunContext, StackState, StepFailedError
 from .faults import (
     BEFORE_FAULT_SECONDS,
     SHARES_WINDOW_SECONDS,
-    WAIT_SECONDS,
-    RequestLoop,
-    Watch,
     _events,
-    _login,
     _seconds,
     guest_clock,
     holder,
     holds_floating_test,
-    outage_seconds,
     settled_holding,
     split_holding,
-    tally,
 )
-from .lifecycles import Converged
-
-if TYPE_CHECKING:
-    from components.config import DirectorPeer
-
-    from .cluster import LabCluster
-    from .verify import Scenario
+from .traffic import WAIT_SECONDS, RequestLoop, Watch, outage_seconds, tally
 
 ELECTION_ITERATIONS = 6
 RELOADS_PER_ELECTION = 4
 
 
-def watchdog_journal(run: Scenario, cluster: LabCluster, state: Converged, node: str, since: str) -> list[str]:
+def watchdog_journal(ctx: RunContext, state: StackState, node: str, since: str) -> list[str]:
     """What the watchdog said on `node` since its clock read `since`."""
-    journal = cluster.ssh(*_login(state, node), f"sudo -n journalctl -u lvs-keepalived-watchdog --since @{since} -o cat --no-pager")
-    if journal.returncode != 0:
-        raise run.failure(f"journalctl on {node} failed: {journal.stderr.strip()}")
-    return [line for line in journal.stdout.splitlines() if line.strip() and not line.startswith(("Started ", "Stopped "))]
+    journal = ctx.node(state, node).journal("lvs-keepalived-watchdog", since, output="cat")
+    return [line for line in journal if line.strip() and not line.startswith(("Started ", "Stopped "))]
 
 
-def _peers(run: Scenario, cluster: LabCluster, state: Converged) -> tuple[DirectorPeer, DirectorPeer]:
+def _peers(ctx: RunContext, state: StackState) -> tuple[DirectorPeer, DirectorPeer]:
     """The director holding the addresses now, and the other one."""
-    settings = run.settings_of(state.config)
+    settings = state.settings
     assert settings.director.pair is not None
-    first = holder(run, cluster, state)
+    first = holder(ctx, state)
     return first, next(peer for peer in settings.director.pair if peer != first)
 
 
-def _address_watch(cluster: LabCluster, state: Converged, node: str, address: object, *, what: str) -> Watch:
+def _address_watch(ctx: RunContext, state: StackState, node: str, address: object, *, what: str) -> Watch:
     """Whether `node` has `address` on an interface, five times a second."""
-    test = f"ip -o -4 addr show | grep -qF ' {address}/'"
-    return Watch(cluster, state.topology.command(f"{node}-ready"), test, what=f"{node} holding {what}")
+    return Watch(ctx.cluster, ctx.node(state, node), Node.holds_test(address), what=f"{node} holding {what}")
 
 
 def _first_change(watched: Watch, value: bool, *, after: float, timeout: float) -> float:
@@ -84,27 +70,27 @@ def _first_change(watched: Watch, value: bool, *, after: float, timeout: float) 
 class PartialHolding:
     name = "fault: the standby holds the gateway alone (issue 21), under load"
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        settings = run.settings_of(state.config)
-        first, second = _peers(run, cluster, state)
+    def run(self, ctx: RunContext, state: StackState) -> StackState:
+        settings = state.settings
+        first, second = _peers(ctx, state)
         gateway = settings.director.internal_ip
-        watched = _address_watch(cluster, state, second.name, gateway, what="the gateway")
-        since = guest_clock(cluster, state, second.name)
-        loop = RequestLoop(cluster, state.plan.outputs["vipUrl"], max_seconds=WAIT_SECONDS * 2)
+        watched = _address_watch(ctx, state, second.name, gateway, what="the gateway")
+        since = guest_clock(ctx, state, second.name)
+        loop = RequestLoop(ctx.cluster, state.vip_url, max_seconds=WAIT_SECONDS * 2)
         try:
             watched.wait_for(False)
             time.sleep(BEFORE_FAULT_SECONDS)
             address = f"{gateway}/{settings.internal.cidr.prefixlen}"
-            added = cluster.ssh(*_login(state, second.name), f"sudo -n ip addr add {address} dev {INTERNAL_NIC}")
+            added = ctx.node(state, second.name).run(f"sudo -n ip addr add {address} dev {INTERNAL_NIC}")
             if added.returncode != 0:
-                raise run.failure(f"ip addr add on {second.name} failed: {added.stderr.strip()}")
+                raise StepFailedError(f"ip addr add on {second.name} failed: {added.stderr.strip()}")
             added_at = time.time()
             removed_at = _first_change(watched, False, after=added_at, timeout=WAIT_SECONDS)
             time.sleep(SHARES_WINDOW_SECONDS)
         finally:
             answers = loop.stop()
             watched.stop()
-        journal = watchdog_journal(run, cluster, state, second.name, since)
+        journal = watchdog_journal(ctx, state, second.name, since)
         result = {
             "node": second.name,
             "holder": first.name,
@@ -116,8 +102,8 @@ class PartialHolding:
             "events": _events(loop.started, added=added_at, removed=removed_at),
             **tally(answers, loop.started),
         }
-        run.report.faults["partialHolding"] = result
-        run.report.check(
+        ctx.report.faults["partialHolding"] = result
+        ctx.report.check(
             f"pair: {second.name}'s watchdog took the gateway off ({result['repairedSeconds']} s; bound {WATCHDOG_BOUND_SECONDS} s)",
             any("restarting keepalived" in line for line in journal),
             "; ".join(journal[-4:]),
@@ -128,34 +114,34 @@ class PartialHolding:
 class KeepalivedHangs:
     name = "fault: keepalived hangs on the director holding the addresses, under load"
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        settings = run.settings_of(state.config)
-        first, second = _peers(run, cluster, state)
+    def run(self, ctx: RunContext, state: StackState) -> StackState:
+        settings = state.settings
+        first, second = _peers(ctx, state)
         preempt = settings.director.vrrp.preempt if settings.director.vrrp else True
         test = holds_floating_test(settings)
-        taking = Watch(cluster, state.topology.command(f"{second.name}-ready"), test, what=f"{second.name} holding the VIP and gateway")
-        giving = _address_watch(cluster, state, first.name, settings.vip, what="the VIP")
-        since = guest_clock(cluster, state, first.name)
-        loop = RequestLoop(cluster, state.plan.outputs["vipUrl"], max_seconds=WAIT_SECONDS * 3)
+        taking = Watch(ctx.cluster, ctx.node(state, second.name), test, what=f"{second.name} holding the VIP and gateway")
+        giving = _address_watch(ctx, state, first.name, settings.vip, what="the VIP")
+        since = guest_clock(ctx, state, first.name)
+        loop = RequestLoop(ctx.cluster, state.vip_url, max_seconds=WAIT_SECONDS * 3)
         try:
             taking.wait_for(False)
             giving.wait_for(True)
             time.sleep(BEFORE_FAULT_SECONDS)
-            stopped = cluster.ssh(*_login(state, first.name), "sudo -n systemctl kill --signal=SIGSTOP keepalived")
+            stopped = ctx.node(state, first.name).run("sudo -n systemctl kill --signal=SIGSTOP keepalived")
             if stopped.returncode != 0:
-                raise run.failure(f"SIGSTOP to keepalived on {first.name} failed: {stopped.stderr.strip()}")
+                raise StepFailedError(f"SIGSTOP to keepalived on {first.name} failed: {stopped.stderr.strip()}")
             stopped_at = time.time()
             took_at = _first_change(taking, True, after=stopped_at, timeout=WAIT_SECONDS)
             released_at = _first_change(giving, False, after=stopped_at, timeout=WAIT_SECONDS)
             # Restarted, the preferred director takes the addresses back (a few seconds later).
             taken_back_at = _first_change(giving, True, after=released_at, timeout=WAIT_SECONDS) if preempt else None
-            holders, settled = settled_holding(run, cluster, state)
+            holders, settled = settled_holding(ctx, state)
             time.sleep(SHARES_WINDOW_SECONDS)
         finally:
             answers = loop.stop()
             taking.stop()
             giving.stop()
-        journal = watchdog_journal(run, cluster, state, first.name, since)
+        journal = watchdog_journal(ctx, state, first.name, since)
         result = {
             "from": first.name,
             "to": second.name,
@@ -172,19 +158,19 @@ class KeepalivedHangs:
             "events": _events(loop.started, stopped=stopped_at, tookOver=took_at, released=released_at),
             **tally(answers, loop.started),
         }
-        run.report.faults["keepalivedHangs"] = result
-        run.report.check(
+        ctx.report.faults["keepalivedHangs"] = result
+        ctx.report.check(
             f"pair: the hung {first.name} gave the VIP up ({result['releasedSeconds']} s after the hang; bound {WATCHDOG_BOUND_SECONDS} s)",
             any("restarting keepalived" in line for line in journal),
             "; ".join(journal[-4:]),
         )
         expected = first if preempt else second
-        run.report.check(
+        ctx.report.check(
             f"pair: {expected.name} holds every address after the hung keepalived restarted ({'preempt' if preempt else 'nopreempt'})",
             split_holding(holders) is None and holders["vip"] == [expected.name],
             str(holders),
         )
-        run.check_distribution(cluster, state, "after keepalived hung", key="after_keepalived_hung")
+        ctx.check_distribution(state, "after keepalived hung", key="after_keepalived_hung")
         return state
 
 
@@ -194,29 +180,29 @@ class ReloadDuringElection:
     def __init__(self, iterations: int = ELECTION_ITERATIONS) -> None:
         self.iterations = iterations
 
-    def run(self, run: Scenario, cluster: LabCluster, state: Converged) -> Converged:
-        first, second = _peers(run, cluster, state)
-        since = {peer.name: guest_clock(cluster, state, peer.name) for peer in (first, second)}
+    def run(self, ctx: RunContext, state: StackState) -> StackState:
+        first, second = _peers(ctx, state)
+        since = {peer.name: guest_clock(ctx, state, peer.name) for peer in (first, second)}
         reloads = f"for i in $(seq {RELOADS_PER_ELECTION}); do systemctl reload keepalived; sleep 0.5; done"
         rounds: list[dict[str, Any]] = []
         for _ in range(self.iterations):
-            holding = holder(run, cluster, state)
+            holding = holder(ctx, state)
             standby = first if holding == second else second
             # The standby reloads while the holder's restart makes it master and then, when the
             # preferred director is back, backup again: a sync daemon stopped right after it
             # started, under the old configuration.
-            background = cluster.ns.popen(cluster.ssh_argv(*_login(state, standby.name), f"sudo -n sh -c '{reloads}'"))
-            restarted = cluster.ssh(*_login(state, holding.name), "sudo -n systemctl restart keepalived")
+            background = ctx.cluster.ns.popen(ctx.node(state, standby.name).argv(f"sudo -n sh -c '{reloads}'"))
+            restarted = ctx.node(state, holding.name).run("sudo -n systemctl restart keepalived")
             background.wait(timeout=120)
-            cluster.ns.forget(background)
+            ctx.cluster.ns.forget(background)
             if restarted.returncode != 0:
-                raise run.failure(f"restarting keepalived on {holding.name} failed: {restarted.stderr.strip()}")
-            holders, settled = settled_holding(run, cluster, state)
+                raise StepFailedError(f"restarting keepalived on {holding.name} failed: {restarted.stderr.strip()}")
+            holders, settled = settled_holding(ctx, state)
             rounds.append({"restarted": holding.name, "holders": holders, "settledSeconds": settled, "split": split_holding(holders)})
-        journals = {name: watchdog_journal(run, cluster, state, name, clock) for name, clock in since.items()}
+        journals = {name: watchdog_journal(ctx, state, name, clock) for name, clock in since.items()}
         restarts = sum(1 for lines in journals.values() for line in lines if "restarting keepalived" in line)
         splits = [entry for entry in rounds if entry["split"]]
-        run.report.faults["reloadDuringElection"] = {
+        ctx.report.faults["reloadDuringElection"] = {
             "iterations": self.iterations,
             "reloadsPerElection": RELOADS_PER_ELECTION,
             "splits": len(splits),
@@ -225,7 +211,7 @@ class ReloadDuringElection:
             "rounds": rounds,
             "watchdog": journals,
         }
-        run.report.check(
+        ctx.report.check(
             f"pair: one director held every address after each of {self.iterations} elections with reloads (watchdog restarts: {restarts})",
             not splits,
             str(splits or [entry["settledSeconds"] for entry in rounds]),

@@ -1,0 +1,1 @@
+"""What a run shows and keeps: the report, its HTML page, the live progress."""

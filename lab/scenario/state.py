@@ -1,0 +1,46 @@
+"""The stack as last applied: its config as the lab sets it, the settings parsed from it once,
+the program's plan of it, and what the lab reads of that plan (the topology)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.config import ClusterSettings, settings_from_stack_file
+
+from ..plan import Plan, record_plan
+from ..topology import Topology, read_topology
+
+
+def stack_settings(config: dict[str, Any], stack: str) -> ClusterSettings:
+    """The program's model of a stack file's config (with the lab's key pair), read as the
+    program reads it."""
+    return settings_from_stack_file(config, stack=stack, ssh_private_key=config["lvs:sshPrivateKey"])
+
+
+@dataclass(frozen=True)
+class StackState:
+    stack: str
+    config: dict[str, Any]
+    settings: ClusterSettings
+    plan: Plan
+    topology: Topology
+
+    @classmethod
+    def planned(cls, config: dict[str, Any], *, stack: str) -> StackState:
+        """The stack file `config` of `stack`, planned as `pulumi up` would plan it."""
+        plan = record_plan(config, stack=stack)
+        return cls(stack, config, stack_settings(config, stack), plan, read_topology(plan))
+
+    def edited(self, config: dict[str, Any]) -> StackState:
+        """The same stack with the stack file `config`."""
+        return StackState.planned(config, stack=self.stack)
+
+    @property
+    def vip_url(self) -> str:
+        return str(self.plan.outputs["vipUrl"])
+
+    @property
+    def client(self) -> str | None:
+        """The stack's client node, if it has one."""
+        return next((name for name, node in self.plan.outputs["nodes"].items() if node["role"] == "client"), None)
