@@ -21,18 +21,18 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.table import Table
 
-from . import runs, tools
-from .cluster import CommandRun
-from .image import DEFAULT_CACHE_DIR, ensure_image
-from .plan import stack_name
-from .progress import Progress
+from .guests.cluster import CommandRun
+from .host import runs, tools
+from .host.image import DEFAULT_CACHE_DIR, ensure_image
+from .report.html import write_html
+from .report.progress import Progress
 from .report.report import Distribution
-from .report_html import write_html
 from .scenario.runner import Run
+from .stack.plan import stack_name
 
 console = Console(stderr=True, highlight=False)
 # Everything the run prints goes through it: a live display on a terminal, plain lines with a
-# status line at least every 30 s otherwise (lab/progress.py).
+# status line at least every 30 s otherwise (lab/report/progress.py).
 progress = Progress(console)
 
 

@@ -24,8 +24,8 @@ import yaml
 
 from components.config import ClusterSettings, ConfigError, NetworkSettings, settings_from_stack_file
 
-from .plan import stack_config, stack_name
-from .tools import TOOLS
+from .host.tools import TOOLS
+from .stack.plan import stack_config, stack_name
 
 DEFAULT_URI = "qemu:///system"
 STATUSES = ("ok", "warn", "fail")
@@ -118,7 +118,7 @@ def connection(uri: str) -> Iterator[tuple[Any, Finding]]:
     """A read-write connection (what the provider opens) or None, with the finding about it."""
     import libvirt
 
-    from .libvirtd import quiet_libvirt
+    from .host.libvirtd import quiet_libvirt
 
     quiet_libvirt()
     try:

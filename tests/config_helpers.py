@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.config import ClusterSettings, ConfigError, parse_settings
-from lab.plan import record_plan, stack_config
+from lab.stack.plan import record_plan, stack_config
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, seed_config
 
 _DELETE = object()

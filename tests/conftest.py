@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lab import tools
-from lab.plan import Plan, record_plan, stack_config
+from lab.host import tools
+from lab.stack.plan import Plan, record_plan, stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # A real ed25519 pair made for this test session (the program checks that the private key

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.accel import Accel, choose_accel
+from lab.host.accel import Accel, choose_accel
 from lab.scenario.prepare import effective_accel, engine_substitutions, substitute
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()

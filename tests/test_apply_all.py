@@ -11,7 +11,7 @@ import pytest
 
 from lab.scenario.commands import CommandRunner
 from lab.scenario.status import StepFailedError
-from lab.topology import LabCommand
+from lab.stack.topology import LabCommand
 
 
 def command(name: str, *depends_on: str, delete: bool = True) -> LabCommand:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from components import cloudinit
-from lab import tools
-from lab.plan import Plan
+from lab.host import tools
+from lab.stack.plan import Plan
 from tests.conftest import CLOUD_INIT_DISK, second_config, seed_config
 
 CHECKER = Path(__file__).with_name("cloudinit_check.py")

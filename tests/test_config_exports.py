@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components import cloudinit
-from lab.plan import record_plan
+from lab.stack.plan import record_plan
 from tests.config_helpers import Change, _cases, _fails, _set, _settings_with
 from tests.conftest import CLOUD_INIT_DISK, TEST_PUBLIC_KEY
 

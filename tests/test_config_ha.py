@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from components.config import DirectorPeer, HealthCheckSettings, VrrpSettings, keepalived_command_names
-from lab.plan import record_plan, stack_config
+from lab.stack.plan import record_plan, stack_config
 
 # ha_config and settings_of are imported from here by tests/test_ha_plan.py and tests/test_keepalived.py.
 from tests.config_helpers import _DELETE, Change, _cases, _fails, _set

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.config import PoolSettings, parse_settings
-from lab.plan import record_plan
+from lab.stack.plan import record_plan
 from tests.config_helpers import Change, _cases, _fails, _set
 from tests.conftest import CLOUD_INIT_DISK, VOLUME, seed_config
 

@@ -18,7 +18,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
-from lab.plan import record_plan
+from lab.stack.plan import record_plan
 from tests.config_helpers import Change, _cases, _fails, _set
 from tests.conftest import CLOUD_INIT_DISK, COMMAND, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
 

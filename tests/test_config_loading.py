@@ -16,7 +16,7 @@ import pulumi
 import pytest
 
 from components.config import PLACEHOLDER_PRIVATE_KEY, ClusterSettings, ConfigError, load_settings, settings_from_stack_file
-from lab.plan import record_plan, stack_config
+from lab.stack.plan import record_plan, stack_config
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, seed_config
 
 STACK_FILES = [PROJECT_DIR / "Pulumi.seed.yaml", PROJECT_DIR / "Pulumi.ha.yaml", *sorted((PROJECT_DIR / "tests").glob("Pulumi.*.yaml"))]

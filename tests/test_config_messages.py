@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
-from lab.plan import record_plan
+from lab.stack.plan import record_plan
 from tests.config_helpers import _DELETE, Change, _cases, _fails, _set, _settings_with
 from tests.conftest import seed_config
 

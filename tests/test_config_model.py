@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from components.config import PoolSettings, mac_address, parse_settings
-from lab.plan import record_plan, stack_config
+from lab.stack.plan import record_plan, stack_config
 from tests.config_helpers import ha_config, settings_of
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, second_config, seed_config
 

@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from components.config import MAX_PERSISTENCE
-from lab.plan import record_plan
+from lab.stack.plan import record_plan
 from tests.config_helpers import Change, _cases, _fails, _set, ha_config
 from tests.conftest import seed_config
 

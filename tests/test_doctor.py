@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from lab.doctor import Finding, check_security, diagnose, exit_status, run
-from lab.plan import stack_config
+from lab.stack.plan import stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TEST_URI = "test:///default"

@@ -1,4 +1,4 @@
-"""The lab's driver of the real Pulumi CLI (lab/engine.py) on a small program of two local
+"""The lab's driver of the real Pulumi CLI (lab/engine/cli.py) on a small program of two local
 Commands, one depending on the other: the counts and the order it reports are the engine's own
 (needs the engine scripts/setup builds: `pytest -m lab`)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.engine import Engine, EngineStack, find_engine
+from lab.engine.cli import Engine, EngineStack, find_engine
 from lab.scenario.runner import created_resource
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""The lab's entry point for the real engine (lab/engine_program.py): what its stack transform
+"""The lab's entry point for the real engine (lab/engine/program.py): what its stack transform
 gives a Domain must be what the provider reads back, or every preview after `up` replaces the
 domains (seen: `+-10 to replace [diff: ~cmdlines]`), and its stylesheet must change nothing but
 what it adds."""
@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
-from lab import tools
-from lab.engine_program import ADDITIONS_FILE, DomainAdditions, cmdlines, stylesheet, write_project
+from lab.engine.program import ADDITIONS_FILE, DomainAdditions, cmdlines, stylesheet, write_project
+from lab.host import tools
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

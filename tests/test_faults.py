@@ -1,4 +1,4 @@
-"""How a fault's request loop is read and judged (lab/faults.py): answers per backend, every
+"""How a fault's request loop is read and judged (lab/scenario/faults.py): answers per backend, every
 failure with its time, the outage from the last answer before to the first answer after, and
 the windows of whole scheduler cycles the shares are judged on."""
 
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from lab import tools
-from lab.plan import stack_config
+from lab.host import tools
 from lab.scenario.faults import TRANSITION_PATTERN, split_holding
 from lab.scenario.state import stack_settings
 from lab.scenario.traffic import (
@@ -24,6 +23,7 @@ from lab.scenario.traffic import (
     tally,
     whole_cycles,
 )
+from lab.stack.plan import stack_config
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import subprocess
 
-from lab import tools
-from lab.plan import Plan, record_plan
+from lab.host import tools
+from lab.stack.plan import Plan, record_plan
 from tests.conftest import COMMAND, DOMAIN
 from tests.test_config_ha import ha_config
 

@@ -16,8 +16,8 @@ import pytest
 
 from components.config import MAX_CHECK_PATH, MAX_PERSISTENCE, MAX_VIRTUAL_ROUTER_ID, SCHEDULERS, ClusterSettings
 from components.keepalived import main_conf, real_server_conf, virtual_server_conf
-from lab import tools
-from lab.plan import stack_config
+from lab.host import tools
+from lab.stack.plan import stack_config
 from tests.conftest import PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY
 from tests.test_config_ha import ha_config, settings_of
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.keepalived import watchdog_program
-from lab import tools
+from lab.host import tools
 
 FLOATING = [("12.0.0.1/24", "ext0"), ("192.168.75.30/24", "int0")]
 FAKE_SYSTEMCTL = """#!/bin/sh

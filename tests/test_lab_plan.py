@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.plan import Plan, record_plan
-from lab.topology import command_changes, read_topology
+from lab.stack.plan import Plan, record_plan
+from lab.stack.topology import command_changes, read_topology
 
 
 def test_networks_and_host_addresses(seed_plan: Plan, wrr_plan: Plan) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from lab import runs
-from lab.runs import RUNS_DIR
+from lab.host import runs
+from lab.host.runs import RUNS_DIR
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STACK = "Pulumi.seed.yaml"

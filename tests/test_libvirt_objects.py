@@ -1,5 +1,5 @@
 """The networks and pools as terraform-provider-libvirt v0.8.1 sends them to libvirt, as the lab
-reads them (lab/libvirt_objects.py): each document valid against libvirt's own schema
+reads them (lab/stack/libvirt_objects.py): each document valid against libvirt's own schema
 (virt-xml-validate), and carrying what the program declared."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from xml.etree import ElementTree
 
 import pytest
 
-from lab import libvirt_objects, tools
-from lab.plan import NETWORK, POOL, Plan
+from lab.host import tools
+from lab.stack import libvirt_objects
+from lab.stack.plan import NETWORK, POOL, Plan
 
 
 def assert_valid(xml: str, schema: str, tmp_path: Path) -> None:

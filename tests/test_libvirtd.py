@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.libvirt_objects import network_xml
-from lab.libvirtd import PrivateLibvirtd
-from lab.netns import Namespace
-from lab.plan import NETWORK, Plan
-from lab.topology import read_topology
+from lab.host.libvirtd import PrivateLibvirtd
+from lab.host.netns import Namespace
+from lab.stack.libvirt_objects import network_xml
+from lab.stack.plan import NETWORK, Plan
+from lab.stack.topology import read_topology
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ read back from the director, and the SNAT rule."""
 
 from __future__ import annotations
 
-from lab.plan import Plan
+from lab.stack.plan import Plan
 
 
 def test_seed_outputs(seed_plan: Plan) -> None:

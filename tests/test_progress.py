@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from lab.guests.consoles import ConsoleWatcher, GuestError, boot_stage
-from lab.progress import HEARTBEAT_SECONDS, Progress
+from lab.report.progress import HEARTBEAT_SECONDS, Progress
 
 # Lines as a Debian 12 guest of the lab prints them on its serial console.
 KERNEL = b"[    0.000000] Linux version 6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)\n"

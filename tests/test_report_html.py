@@ -12,9 +12,9 @@ from typing import Any
 
 from matplotlib import image as mpimage
 
-from lab import tools
+from lab.host import tools
+from lab.report.html import render_html, write_html
 from lab.report.report import Distribution, Report
-from lab.report_html import render_html, write_html
 from lab.scenario.runner import floor_timings
 
 # Flags for headless Chromium as root on a machine with no outside network (see the env notes).

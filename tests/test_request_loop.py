@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lab import tools
+from lab.host import tools
 from lab.scenario.traffic import request_loop
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from components.ipvs import DRAIN_SECONDS
 from components.remote import LOCK_FILE, LOCK_WAIT_SECONDS
-from lab.plan import Plan, PlannedResource, record_plan
+from lab.stack.plan import Plan, PlannedResource, record_plan
 from tests.conftest import COMMAND, DOMAIN, second_config
 
 FAKES = Path(__file__).with_name("fakes")

@@ -8,14 +8,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from lab import runs
+from lab.host import runs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 SWALLOWING_LIBRARY = textwrap.dedent(
     """
     import os, signal
-    from lab import runs
+    from lab.host import runs
 
     runs.install_stop_handlers()
     try:
@@ -52,7 +52,7 @@ def test_a_hangup_is_a_stop_too() -> None:
 
 
 def test_without_a_signal_the_checkpoint_lets_the_run_go_on() -> None:
-    code = "from lab import runs\nruns.install_stop_handlers()\nruns.raise_if_stopped()\nprint('went on')"
+    code = "from lab.host import runs\nruns.install_stop_handlers()\nruns.raise_if_stopped()\nprint('went on')"
     assert run(code) == ["went on"]
 
 
@@ -60,7 +60,7 @@ def test_a_signal_during_teardown_is_noted_and_not_obeyed() -> None:
     code = textwrap.dedent(
         """
         import os, signal
-        from lab import runs
+        from lab.host import runs
 
         runs.install_stop_handlers()
         with runs.shielded():
@@ -75,7 +75,7 @@ def test_a_stop_during_a_deferred_section_is_raised_when_it_ends() -> None:
     code = textwrap.dedent(
         """
         import os, signal
-        from lab import runs
+        from lab.host import runs
 
         runs.install_stop_handlers()
         try:

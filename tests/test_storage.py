@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lab.plan import Plan, record_plan
+from lab.stack.plan import Plan, record_plan
 from tests.conftest import CLOUD_INIT_DISK, POOL, VOLUME
 
 POOL_URN = "urn:pulumi:seed::lvs-cluster::lvs:storage:StoragePool$libvirt:index/pool:Pool::pool"

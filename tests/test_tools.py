@@ -1,5 +1,5 @@
 """Every program the tests and the lab run: installed by scripts/setup, from the package that
-lab/tools.py names, and a missing one is one line naming it and that package."""
+lab/host/tools.py names, and a missing one is one line naming it and that package."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import tools
+from lab.host import tools
 from tests.conftest import PROJECT_DIR
 
 

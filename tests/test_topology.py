@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from xml.etree import ElementTree
 
-from lab import tools
-from lab.plan import Plan
+from lab.host import tools
+from lab.stack.plan import Plan
 from tests.conftest import CLOUD_INIT_DISK, DOMAIN, NETWORK, VOLUME
 
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..netns import Namespace
+from ..host.netns import Namespace
 
 
 class SshClient:

@@ -8,8 +8,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
 
-from ..cluster import CommandRun, LabCluster
-from ..topology import LabCommand
+from ..guests.cluster import CommandRun, LabCluster
+from ..stack.topology import LabCommand
 from .status import Status, StepFailedError
 
 APPLY_PARALLELISM = 10  # independent Commands at once, as `pulumi up` steps them; more than any stack here has ready together

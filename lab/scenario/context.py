@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..cluster import LabCluster
+from ..guests.cluster import LabCluster
 from ..guests.nodes import Node, NodeError
 from ..report.report import Distribution, Report
 from .commands import CommandRunner
@@ -23,7 +23,7 @@ from .status import Status, StepFailedError
 from .traffic import Traffic, judge, judge_answers
 
 if TYPE_CHECKING:
-    from ..engine import Operation
+    from ..engine.cli import Operation
 
 BOOT_TIMEOUT_SECONDS = 1200
 

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..engine import EngineStack, Operation
-from ..plan import CLOUD_INIT_DISK, COMMAND, stack_name
+from ..engine.cli import EngineStack, Operation
 from ..report.report import Report
+from ..stack.plan import CLOUD_INIT_DISK, COMMAND, stack_name
 from .status import StepFailedError
 
 # terraform-provider-libvirt v0.8.1 reads a CloudInitDisk back right after uploading it; under

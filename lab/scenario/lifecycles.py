@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import copy
 
-from ..engine import Operation
-from ..plan import COMMAND
+from ..engine.cli import Operation
+from ..stack.plan import COMMAND
 from .checks import add_user_rules, user_rules_there
 from .context import Node, RunContext, StackState, StepFailedError
 

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..accel import Accel, choose_accel
-from ..cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
-from ..engine import EngineStack, find_engine
-from ..engine_program import DomainAdditions, write_project
-from ..image import BaseImage, ensure_image
-from ..libvirt_objects import PRIVATE_IMAGES
-from ..libvirtd import PrivateLibvirtd
-from ..plan import stack_config
+from ..engine.cli import EngineStack, find_engine
+from ..engine.program import DomainAdditions, write_project
+from ..guests.cluster import TCG_TRANSLATION_CACHE_MIB, LabCluster
+from ..host.accel import Accel, choose_accel
+from ..host.image import BaseImage, ensure_image
+from ..host.libvirtd import PrivateLibvirtd
+from ..stack.libvirt_objects import PRIVATE_IMAGES
+from ..stack.plan import stack_config
 from .deployment import Deployment
 from .state import StackState
 from .status import Status
@@ -201,7 +201,7 @@ def engine_substitutions(domain_type: str) -> list[dict[str, str]]:
         {
             "what": "Domain kernel, initrd, cmdlines",
             "declared": "(boot from the image's disk)",
-            "lab": "direct kernel boot (stack transform, lab/engine_program.py)",
+            "lab": "direct kernel boot (stack transform, lab/engine/program.py)",
             "reason": "the lab image has no boot loader",
         },
         {

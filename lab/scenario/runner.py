@@ -3,7 +3,7 @@ real libvirt and command providers, against the lab's private libvirtd.
 
 The stack is set up the way the README tells a user (`pulumi stack init`, the key pair with
 `pulumi config set`, the private key `--secret`), plus the lab's substitutions as stack config;
-what config cannot express comes from a stack transform (lab/engine_program.py). Then:
+what config cannot express comes from a stack transform (lab/engine/program.py). Then:
 
 preview (shows the rule scripts) → up → libvirt's objects → preview --expect-no-changes (same
 domain UUIDs, no guest rebooted) → boot profile → the units of the stack's sequence
@@ -23,13 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .. import runs
-from ..cluster import LabCluster
-from ..engine import Operation
+from ..engine.cli import Operation
+from ..guests.cluster import LabCluster
 from ..guests.nodes import NodeError
-from ..plan import COMMAND, DOMAIN, stack_name
-from ..progress import Progress
+from ..host import runs
+from ..report.progress import Progress
 from ..report.report import Report
+from ..stack.plan import COMMAND, DOMAIN, stack_name
 from .commands import CommandRunner
 from .context import RunContext, StackState
 from .deployment import Deployment

@@ -13,7 +13,7 @@ import ipaddress
 import time
 from typing import Any
 
-from ..plan import COMMAND, DOMAIN
+from ..stack.plan import COMMAND, DOMAIN
 from .context import RunContext, StackState, StepFailedError
 from .lifecycles import CHANGING
 

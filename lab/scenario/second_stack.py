@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from ..plan import COMMAND, stack_config
+from ..stack.plan import COMMAND, stack_config
 from .context import RunContext, StackState, StepFailedError
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from components.config import ClusterSettings, settings_from_stack_file
 
-from ..plan import Plan, record_plan
-from ..topology import Topology, read_topology
+from ..stack.plan import Plan, record_plan
+from ..stack.topology import Topology, read_topology
 
 
 def stack_settings(config: dict[str, Any], stack: str) -> ClusterSettings:

@@ -1,5 +1,5 @@
 """What a run says while it works, and how a unit says it failed: each step and activity shown
-(lab/progress.py), timed into the report's timings and timeline."""
+(lab/report/progress.py), timed into the report's timings and timeline."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .. import runs
-from ..progress import Progress
+from ..host import runs
+from ..report.progress import Progress
 from ..report.report import Report
 
 Log = Callable[[str], None]

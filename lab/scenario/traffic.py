@@ -18,7 +18,7 @@ from typing import Any
 
 from components.config import ClusterSettings
 
-from ..cluster import LabCluster
+from ..guests.cluster import LabCluster
 from ..guests.nodes import Node
 from ..report.report import Distribution
 from .status import Status

@@ -21,7 +21,7 @@ from xml.etree import ElementTree
 
 import libvirt
 
-from . import tools
+from ..host import tools
 from .plan import CLOUD_INIT_DISK, DOMAIN, NETWORK, POOL, VOLUME, Plan
 
 Log = Callable[[str], None]

@@ -22,17 +22,17 @@ from xml.etree import ElementTree
 
 import libvirt
 
-from .accel import Accel
+from ..host.accel import Accel
+from ..host.image import BaseImage
+from ..host.libvirtd import PrivateLibvirtd
+from ..host.netns import Namespace
+from ..host.runs import shielded
+from ..stack.libvirt_objects import PRIVATE_IMAGES, leftovers, provide_existing_pools
+from ..stack.plan import Plan
+from ..stack.topology import LabCommand, Topology
+from .consoles import ConsoleWatcher
 from .guest import Guest
-from .guests.consoles import ConsoleWatcher
-from .guests.ssh import SshClient
-from .image import BaseImage
-from .libvirt_objects import PRIVATE_IMAGES, leftovers, provide_existing_pools
-from .libvirtd import PrivateLibvirtd
-from .netns import Namespace
-from .plan import Plan
-from .runs import shielded
-from .topology import LabCommand, Topology
+from .ssh import SshClient
 
 Log = Callable[[str], None]
 # Caps QEMU's translation cache under software emulation: without it a guest's QEMU grows

@@ -19,10 +19,10 @@ from markupsafe import Markup
 from matplotlib import pyplot
 from matplotlib.figure import Figure
 
-from .guests.consoles import STAGE_NAMES
+from ..guests.consoles import STAGE_NAMES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
-# A colour per boot stage (lab/progress.py), light to dark as the boot goes on; "done" ends the bar.
+# A colour per boot stage (lab/report/progress.py), light to dark as the boot goes on; "done" ends the bar.
 _STAGE_PALETTE = ("#d9d9d9", "#9ecae1", "#6baed6", "#4292c6", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603")
 STAGE_COLOURS = dict(zip(STAGE_NAMES[:-1], _STAGE_PALETTE, strict=True))
 

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .guests.consoles import NOT_STARTED, Boot
+from ..guests.consoles import NOT_STARTED, Boot
 
 HEARTBEAT_SECONDS = 30.0
 POLL_SECONDS = 1.0

@@ -24,10 +24,10 @@ from typing import IO, Any, cast
 
 import yaml
 
-from .netns import Namespace
+from ..host.netns import Namespace
 
 Log = Callable[[str], None]
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-engine"
 # The plugins the program's SDK packages ask for (requirements.txt pins them).
 PLUGINS = {"libvirt": "0.5.4", "command": "1.2.1"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .guests.consoles import Boot
+from .consoles import Boot
 
 
 class Guest:

@@ -3,7 +3,7 @@
 `ensure_image()` returns a Debian 12 (bookworm) root disk (compressed qcow2)
 plus the kernel and initrd to boot it directly (`qemu -kernel/-initrd`).
 
-The image is built with mmdebstrap from the recipe in `image-recipe/`:
+The image is built with mmdebstrap from the recipe in `lab/image-recipe/`:
 
 * `packages.txt`            the package list (one per line, `#` comments)
 * `debconf-selections.txt`  debconf answers, set before packages install
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .apt_sources import SUITE, deb822_stanzas, host_debian_sources
 
-RECIPE_DIR = Path(__file__).resolve().parent / "image-recipe"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "image-recipe"
 # Bump when the build steps in this file change in a way that changes images.
 BUILD_LOGIC_VERSION = "1"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "lvs-cluster"

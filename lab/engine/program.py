@@ -23,7 +23,7 @@ from xml.sax.saxutils import quoteattr
 import pulumi
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DOMAIN = "libvirt:index/domain:Domain"
 ADDITIONS_FILE = "lab-domain-additions.json"
 
@@ -115,11 +115,11 @@ def write_project(directory: Path, stack_file: Path, additions: DomainAdditions)
     options["virtualenv"] = str(REPO / options.get("virtualenv", ".venv"))
     (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     (directory / "__main__.py").write_text(
-        "# The lab's entry point (lab/engine_program.py): one stack transform around the unchanged program.\n"
+        "# The lab's entry point (lab/engine/program.py): one stack transform around the unchanged program.\n"
         "import sys\n"
         "from pathlib import Path\n\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from lab.engine_program import run  # noqa: E402\n\n"
+        "from lab.engine.program import run  # noqa: E402\n\n"
         "run(Path(__file__).parent)\n"
     )
     (directory / ADDITIONS_FILE).write_text(json.dumps(asdict(additions), indent=2))

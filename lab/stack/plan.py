@@ -25,9 +25,9 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from . import runs
+from ..host import runs
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 # The resource types of the program the lab reads from a plan.
 NETWORK = "libvirt:index/network:Network"
 DOMAIN = "libvirt:index/domain:Domain"
