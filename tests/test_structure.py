@@ -10,6 +10,8 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PACKAGES = ("components", "lab")
 MAX_LINES = 500
+# The lab's folders, each importing only the ones before it (README, Layout).
+LAB_LAYERS = ("host", "stack", "engine", "guests", "report", "scenario")
 
 
 def project_modules() -> dict[str, Path]:
@@ -52,6 +54,23 @@ def test_no_import_circle() -> None:
         TopologicalSorter(graph).prepare()
     except CycleError as circle:
         raise AssertionError(f"an import circle: {' -> '.join(circle.args[1])}") from None
+
+
+def test_each_lab_folder_imports_only_the_folders_before_it() -> None:
+    modules = project_modules()
+
+    def layer(name: str) -> int | None:
+        parts = name.split(".")
+        return LAB_LAYERS.index(parts[1]) if parts[0] == "lab" and len(parts) > 2 and parts[1] in LAB_LAYERS else None
+
+    upward = [
+        f"{name} imports {target}"
+        for name, path in modules.items()
+        if (own := layer(name)) is not None
+        for target in imports_of(name, path, modules)
+        if (theirs := layer(target)) is not None and theirs > own
+    ]
+    assert upward == []
 
 
 def test_the_circle_check_sees_a_circle(tmp_path: Path) -> None:

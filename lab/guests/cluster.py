@@ -1,5 +1,5 @@
 """The cluster the plan declares, on a private libvirtd inside a network namespace the lab
-creates, where `pulumi up` builds it (engine_verify.py); the lab watches each guest's console,
+creates, where `pulumi up` builds it (scenario/runner.py); the lab watches each guest's console,
 asks libvirt what it holds, and reaches the nodes over SSH from the namespace, as the Commands'
 connections say.
 """
