@@ -191,3 +191,16 @@ def test_a_domain_that_stopped_fails_the_wait_at_once(tmp_path: Path) -> None:
     watched.consoles.arm("seed-web1", console, since=0, is_running=lambda: False)
     with pytest.raises(GuestError, match="seed-web1: the domain is not running"):
         watched.consoles.wait_done(["seed-web1"], timeout=60)
+
+
+def test_a_half_written_last_line_is_not_yet_done(tmp_path: Path) -> None:
+    watched = Watched()
+    console = tmp_path / "seed-web1.log"
+    console.write_bytes(KERNEL + FINAL + DONE[:60])
+    watched.consoles.arm("seed-web1", console, since=0)
+    watched.poll()
+    assert watched.consoles.boots["seed-web1"].stage == "cloud-init final"
+    with console.open("ab") as growing:
+        growing.write(DONE[60:])
+    boot = watched.consoles.wait_done(["seed-web1"], timeout=5)["seed-web1"]
+    assert (boot.stage, boot.uptime) == ("done", 95.0)

@@ -17,6 +17,12 @@ from typing import Protocol
 
 POLL_SECONDS = 1.0
 
+# "Cloud-init v. 22.4.2 finished at Tue, 25 Nov 2025 06:20:01 +0000.
+#  Datasource DataSourceNoCloud [seed=/dev/vdb][dsmode=net].  Up 98.76 seconds"
+CLOUD_INIT_FINISHED = re.compile(
+    rb"Cloud-init v\. (?P<ver>\S+) finished at (?P<at>[^\r\n]*?)\."
+    rb"\s+Datasource (?P<ds>[^\r\n]*?)\.\s+Up (?P<up>[\d.]+) seconds"
+)
 # Boot stages in the order a guest reaches them, each with what its console shows then. The
 # cloud-init stages are its own banners ("Cloud-init v. 22.4.2 running 'init-local' at …"),
 # which Debian's units send to the console.
@@ -28,16 +34,11 @@ STAGES: list[tuple[str, re.Pattern[bytes]]] = [
     ("cloud-init network", re.compile(rb"running 'init' ")),
     ("cloud-init config", re.compile(rb"running 'modules:config'")),
     ("cloud-init final", re.compile(rb"running 'modules:final'")),
-    ("done", re.compile(rb"Cloud-init v\. \S+ finished at")),
+    # The whole line, not its start: a poll may find it half written.
+    ("done", CLOUD_INIT_FINISHED),
 ]
 NOT_STARTED = "firmware"
 STAGE_NAMES = [NOT_STARTED, *(name for name, _ in STAGES)]
-# "Cloud-init v. 22.4.2 finished at Tue, 25 Nov 2025 06:20:01 +0000.
-#  Datasource DataSourceNoCloud [seed=/dev/vdb][dsmode=net].  Up 98.76 seconds"
-CLOUD_INIT_FINISHED = re.compile(
-    rb"Cloud-init v\. (?P<ver>\S+) finished at (?P<at>[^\r\n]*?)\."
-    rb"\s+Datasource (?P<ds>[^\r\n]*?)\.\s+Up (?P<up>[\d.]+) seconds"
-)
 FATAL = [
     re.compile(rb"Kernel panic - not syncing[^\r\n]*"),
     re.compile(rb"ALERT! [^\r\n]* does not exist\.[^\r\n]*"),  # initramfs: no root
@@ -167,13 +168,13 @@ class ConsoleWatcher:
                         boot.failure = fatal.group(0).decode(errors="replace")
 
     def _finished(self, boot: Boot, console: bytes, now: float) -> None:
-        boot.done_at = now
         finished = CLOUD_INIT_FINISHED.search(console)
-        if finished is not None:
-            boot.uptime = float(finished.group("up"))
-            boot.datasource = finished.group("ds").decode(errors="replace")
-            version = finished.group("ver").decode()
-            self.log(f"{boot.guest}: cloud-init {version} finished after {now - boot.started:.0f} s (guest uptime {boot.uptime:.0f} s)")
+        assert finished is not None, "the done stage is this line"
+        boot.uptime = float(finished.group("up"))
+        boot.datasource = finished.group("ds").decode(errors="replace")
+        boot.done_at = now  # last: a waiter that sees it done finds the rest set
+        version = finished.group("ver").decode()
+        self.log(f"{boot.guest}: cloud-init {version} finished after {now - boot.started:.0f} s (guest uptime {boot.uptime:.0f} s)")
 
     def wait_done(self, names: Iterable[str], timeout: float) -> dict[str, Boot]:
         """Each named guest's boot once cloud-init has finished (the guests boot at once:

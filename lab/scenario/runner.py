@@ -31,7 +31,7 @@ from ..report.progress import Progress
 from ..report.report import Report
 from ..stack.plan import COMMAND, DOMAIN, stack_name
 from .commands import CommandRunner
-from .context import RunContext, StackState
+from .context import BOOT_TIMEOUT_SECONDS, RunContext, StackState
 from .deployment import Deployment
 from .faults import settled_holding, split_holding
 from .prepare import Prepared, prepare, set_up_stack
@@ -169,7 +169,7 @@ class Run:
                 for guest in prepared.state.topology.guests:
                     cluster.watch(guest.name, started_at=time.monotonic())
                 deployment.up()
-                cluster.wait_booted(self.context(cluster, deployment, prepared).boot_timeout)
+                cluster.wait_booted(BOOT_TIMEOUT_SECONDS)
         except BaseException:
             cluster.close()
             raise
