@@ -40,7 +40,7 @@ if settings.keepalived:
         "keepalived",
         settings,
         directors=[(peer, director.vm.ready) for peer, director in zip(settings.directors, directors, strict=True)],
-        backends=[(node.settings, node.vm.ready) for node in web_nodes],
+        backends=[(node.settings, node.serving) for node in web_nodes],
     )
     pulumi.export("ipvsTable", {name: table.stdout for name, table in keepalived.tables.items()})
 else:
@@ -49,7 +49,7 @@ else:
         "ipvs",
         settings.service,
         vip=settings.vip,
-        backends=[(node.settings, node.vm.ready) for node in web_nodes],
+        backends=[(node.settings, node.serving) for node in web_nodes],
         connection=director_ssh,
         director_ready=directors[0].vm.ready,
     )

@@ -133,9 +133,12 @@ def render_template(name: str, context: Mapping[str, Any]) -> dict[str, Any]:
     return document
 
 
-def user_data(role_template: str, context: Mapping[str, Any]) -> str:
-    """The `#cloud-config` user-data of one node: base.yaml plus its role's template."""
+def user_data(role_template: str, context: Mapping[str, Any], *, overlays: Sequence[str] = ()) -> str:
+    """The `#cloud-config` user-data of one node: base.yaml plus its role's template, plus
+    each overlay in order (a variant of the role, such as a web node that holds the VIP)."""
     document = merge(render_template(BASE_TEMPLATE, context), render_template(role_template, context))
+    for overlay in overlays:
+        document = merge(document, render_template(overlay, context))
     return "#cloud-config\n" + dump(document)
 
 

@@ -20,6 +20,7 @@ import pulumi
 from pulumi_command import remote
 
 from .config import ServiceSettings, WebServerSettings
+from .forwarding import forwarding_for
 from .remote import as_root, script_options
 
 _SAVE = "ipvsadm-save -n > /etc/ipvsadm.rules.new\nmv /etc/ipvsadm.rules.new /etc/ipvsadm.rules\n"
@@ -59,12 +60,14 @@ def delete_service_script(service: ServiceSettings, vip: IPv4Address) -> str:
 def apply_real_server_script(service: ServiceSettings, vip: IPv4Address, real_ip: IPv4Address, weight: int) -> str:
     key = service_key(service, vip)
     real = f"{real_ip}:{service.port}"
+    forwarding = forwarding_for(service)
+    method = forwarding.ipvsadm_method
     return as_root(
-        f"# lvs-cluster: real server {real} of {key}, masquerading (NAT), weight {weight}\n"
+        f"# lvs-cluster: real server {real} of {key}, {forwarding.description}, weight {weight}\n"
         f"if ipvsadm -L -n {key} | grep -qF -- '-> {real} '; then\n"
-        f"  ipvsadm -e {key} -r {real} -m -w {weight}\n"
+        f"  ipvsadm -e {key} -r {real} {method} -w {weight}\n"
         "else\n"
-        f"  ipvsadm -a {key} -r {real} -m -w {weight}\n"
+        f"  ipvsadm -a {key} -r {real} {method} -w {weight}\n"
         "fi\n" + _SAVE
     )
 
@@ -81,7 +84,7 @@ def delete_real_server_script(service: ServiceSettings, vip: IPv4Address, real_i
         f"  ipvsadm -L -n {key} 2>/dev/null | awk -v real={real} '$1 == \"->\" && $2 == real {{ print $5 + 0 }}'\n"
         "}\n"
         'if [ -n "$(active_connections)" ]; then\n'
-        f"  ipvsadm -e {key} -r {real} -m -w 0\n"
+        f"  ipvsadm -e {key} -r {real} {forwarding_for(service).ipvsadm_method} -w 0\n"
         "  waited=0\n"
         '  active="$(active_connections)"\n'
         f'  while [ "${{active:-0}}" -gt 0 ] && [ "$waited" -lt {DRAIN_SECONDS} ]; do\n'
@@ -129,15 +132,17 @@ class IpvsService(pulumi.ComponentResource):
             opts=script_options(self, [director_ready]),
         )
         self.real_servers = {}
+        forwarding = forwarding_for(service)
         for web, ready in backends:
-            apply_real = apply_real_server_script(service, vip, web.ip, web.weight)
+            real_ip = forwarding.real_ip(web)
+            apply_real = apply_real_server_script(service, vip, real_ip, web.weight)
             self.real_servers[web.name] = remote.Command(
                 f"{name}-real-server-{web.name}",
                 connection=connection,
                 create=apply_real,
                 update=apply_real,
-                delete=delete_real_server_script(service, vip, web.ip),
-                triggers=[key, f"{web.ip}:{service.port}"],
+                delete=delete_real_server_script(service, vip, real_ip),
+                triggers=[key, f"{real_ip}:{service.port}"],
                 opts=script_options(self, [self.virtual_service, ready]),
             )
         rules = [self.virtual_service, *self.real_servers.values()]

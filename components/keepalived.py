@@ -31,6 +31,7 @@ from .config import (
     ServiceSettings,
     WebServerSettings,
 )
+from .forwarding import forwarding_for
 from .remote import as_root, script_options
 from .snat import SnatRule
 
@@ -94,11 +95,16 @@ def main_conf(director: DirectorSettings, index: int, *, internal: IPv4Network, 
 def virtual_server_conf(
     service: ServiceSettings, vip: IPv4Address, check: HealthCheckSettings | None, *, config_dir: str = CONFIG_DIR
 ) -> str:
-    return _ENV.get_template("keepalived-virtual-server.conf.j2").render(service=service, vip=vip, check=check, config_dir=config_dir)
+    return _ENV.get_template("keepalived-virtual-server.conf.j2").render(
+        service=service, vip=vip, check=check, config_dir=config_dir, forwarding=forwarding_for(service)
+    )
 
 
 def real_server_conf(service: ServiceSettings, vip: IPv4Address, backend: WebServerSettings, check: HealthCheckSettings | None) -> str:
-    return _ENV.get_template("keepalived-real-server.conf.j2").render(service=service, vip=vip, backend=backend, check=check)
+    real_ip = forwarding_for(service).real_ip(backend)
+    return _ENV.get_template("keepalived-real-server.conf.j2").render(
+        service=service, vip=vip, backend=backend, check=check, real_ip=real_ip
+    )
 
 
 # ---------------------------------------------------------------- the scripts the Commands run

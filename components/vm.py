@@ -127,11 +127,14 @@ def node_vm(
     context: Mapping[str, object],
     base_image: BaseImage,
     networks: Mapping[str, ClusterNetwork],
+    overlays: Sequence[str] = (),
 ) -> VirtualMachine:
-    """The VirtualMachine of one cluster node, its user-data rendered from its role template."""
+    """The VirtualMachine of one cluster node, its user-data rendered from its role template
+    (and any overlays on it, in order)."""
     user_data = cloudinit.user_data(
         template,
         {"hostname": hostname, "admin_user": settings.admin_user, "ssh_public_key": settings.ssh_public_key, **context},
+        overlays=overlays,
     )
     spec = GuestSpec(
         hostname=hostname,

@@ -31,7 +31,6 @@ BAD_INPUT = [
     (_set("networks.external.cidr", "192.168.75.128/25"), "lvs:networks.external.cidr", "192.168.75.128/25"),
     (_set("service.scheduler", "random"), "lvs:service.scheduler", "random"),
     (_set("service.mode", "bridge"), "lvs:service.mode", "bridge"),
-    (_set("service.mode", "dr"), "lvs:service.mode", "dr"),
     (_set("webServers[0].weight", -1), "lvs:webServers[0].weight", "-1"),
     (_set("webServers[1].weight", 65536), "lvs:webServers[1].weight", "65536"),
     (_set("service.persistence", -5), "lvs:service.persistence", "-5"),

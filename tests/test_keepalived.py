@@ -203,7 +203,26 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], object]] = {
         config["lvs:director"].pop("pair"),
         config["lvs:service"].update({"scheduler": "wrr", "persistence": 600}),
     ),
+    # Issue 18: the forwarding methods (components/forwarding.py), each web node's external address its real server in dr.
+    "pair with http checks, direct routing": lambda config: _forwarding(config, {"mode": "dr"}),
+    "pair without checks, an ipip tunnel": lambda config: (config.pop("lvs:healthCheck"), _forwarding(config, {"mode": "tun"})),
+    "pair with tcp checks, a gue tunnel": lambda config: (
+        config.update({"lvs:healthCheck": {"type": "tcp"}}),
+        _forwarding(config, {"mode": "tun", "tunnel": {"type": "gue", "port": 6080}}),
+    ),
+    "one director with checks, a gre tunnel": lambda config: (
+        config["lvs:director"].pop("pair"),
+        _forwarding(config, {"mode": "tun", "tunnel": {"type": "gre"}}),
+    ),
 }
+
+
+def _forwarding(config: dict[str, Any], service: dict[str, Any]) -> object:
+    """`service` merged into lvs:service, and in dr or tun each web node's external address."""
+    config["lvs:service"].update(service)
+    for index, web in enumerate(config["lvs:webServers"]):
+        web["externalIp"] = f"12.0.0.{50 + 10 * index}"
+    return config
 
 
 DIRECTORS = [(variant, index) for variant in sorted(VARIANTS) for index in ((0,) if variant.startswith("one director") else (0, 1))]

@@ -41,6 +41,7 @@ from .model import (
     NfsSettings,
     PoolSettings,
     ServiceSettings,
+    TunnelSettings,
     VrrpSettings,
     WebServerSettings,
     mac_address,
@@ -48,7 +49,7 @@ from .model import (
 from .names import keepalived_command_names
 from .parse import parse_settings
 from .reader import MAX_VCPUS
-from .service import KNOWN_MODES, MAX_PERSISTENCE, SCHEDULERS, SUPPORTED_MODES
+from .service import KNOWN_MODES, MAX_PERSISTENCE, SCHEDULERS, TUNNEL_TYPES
 
 __all__ = [
     "CHECK_STATUSES",
@@ -67,7 +68,7 @@ __all__ = [
     "PLACEHOLDER_PRIVATE_KEY",
     "SCHEDULERS",
     "SLOW_FAILURE_SECONDS",
-    "SUPPORTED_MODES",
+    "TUNNEL_TYPES",
     "ClientSettings",
     "ClusterSettings",
     "ConfigError",
@@ -80,6 +81,7 @@ __all__ = [
     "NfsSettings",
     "PoolSettings",
     "ServiceSettings",
+    "TunnelSettings",
     "VrrpSettings",
     "WebServerSettings",
     "check_private_key",

@@ -71,12 +71,21 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class TunnelSettings:
+    """How the director encapsulates in `tun` mode (`lvs:service.tunnel`)."""
+
+    type: str  # ipip, gue or gre
+    port: int | None = None  # the UDP port of a gue tunnel (gue only, and always)
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     port: int
     scheduler: str
     persistence: int  # seconds; 0 = no persistence
-    mode: str
+    mode: str  # nat, dr or tun (components/forwarding.py)
     protocol: str = "tcp"
+    tunnel: TunnelSettings | None = None  # set exactly in tun mode
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,8 @@ class WebServerSettings:
     export: PurePosixPath
     weight: int
     size: MachineSize
+    # dr and tun: the node's address on the external network, where its replies leave
+    external_ip: IPv4Address | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ is built."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Address
 from typing import Any
 
 from .exports import _exports, _normal_path
@@ -78,6 +79,7 @@ def parse_settings(
                 export=export,
                 weight=item.integer("weight", 1, lo=0, hi=65535),
                 size=_size(item, "web"),
+                external_ip=_external_ip(item, service.mode),
             )
         )
         item.reject_unknown()
@@ -112,6 +114,7 @@ def parse_settings(
         *[(f"lvs:director.pair[{i}].externalIp", peer.external_ip, external) for i, peer in peers],
         ("lvs:nfs.ip", nfs.ip, internal),
         *[(f"lvs:webServers[{i}].ip", web.ip, internal) for i, web in enumerate(web_servers)],
+        *[(f"lvs:webServers[{i}].externalIp", web.external_ip, external) for i, web in enumerate(web_servers) if web.external_ip],
         *([("lvs:client.ip", client.ip, external)] if client else []),
     ]
     for key, address, network in placed:
@@ -152,3 +155,20 @@ def parse_settings(
         warnings=(*warnings, *loader_warnings),
         health_check=health_check,
     )
+
+
+def _external_ip(item: _Section, mode: str) -> IPv4Address | None:
+    """`lvs:webServers[].externalIp`: the second NIC a web node needs to answer clients itself
+    (dr, tun); in nat the director answers for it, so the key has no meaning there."""
+    key = item.path("externalIp")
+    if mode == "nat":
+        if "externalIp" in item.raw:
+            raise ConfigError(
+                f"{key}: only in modes dr and tun (lvs:service.mode is 'nat', where replies go back through the director); remove the key"
+            )
+        return None
+    if "externalIp" not in item.raw:
+        raise ConfigError(
+            f"{key}: missing (required in mode {mode}: the web node's address on the external network, where its replies leave)"
+        )
+    return item.address("externalIp")
