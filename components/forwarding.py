@@ -63,6 +63,7 @@ class RealServerSide:
     VIP on `vip_device` is a Command (components/real_server.py), so a VIP change touches no VM."""
 
     vip_device: str  # lo (dr) or tunl0 (tun)
+    devices_up: tuple[str, ...] = ()  # the tunnel devices that must be up to receive (tun)
     # ARP: answer only for addresses of the NIC asked, announce only the best local source, so
     # the VIP on lo or tunl0 is never answered for (the director's is); `all` wins over each
     # interface (the kernel takes the larger value), so it holds for NICs renamed later too.
@@ -115,13 +116,14 @@ class Tunnelling:
         kind, port = self.tunnel.type, self.tunnel.port
         return RealServerSide(
             vip_device=TUNNEL_DEVICE,
+            devices_up=TUNNEL_DEVICES[kind],
             sysctls=(
                 *RealServerSide.sysctls,
-                # A decapsulated packet arrives on tunl0, its reply leaves by the external NIC:
-                # strict reverse-path filtering would drop it.
+                # A decapsulated packet arrives on the tunnel device, its reply leaves by the
+                # external NIC: strict reverse-path filtering would drop it.
                 ("net.ipv4.conf.all.rp_filter", "0"),
                 ("net.ipv4.conf.default.rp_filter", "0"),
-                (f"net.ipv4.conf.{TUNNEL_DEVICE}.rp_filter", "0"),
+                *((f"net.ipv4.conf.{device}.rp_filter", "0") for device in TUNNEL_DEVICES[kind]),
             ),
             modules=TUNNEL_MODULES[kind],
             accept=(f"udp dport {port} accept",) if kind == "gue" else (f"meta l4proto {TUNNEL_PROTOCOLS[kind]} accept",),
@@ -146,9 +148,11 @@ class Tunnelling:
 
 
 # `modprobe ipip` creates tunl0, which decapsulates ipip, and gue once fou listens (the
-# Command adds the port); gre arrives on gre0 and is delivered to the VIP on tunl0 the same way.
+# Command adds the port); ip_gre's fallback device gre0 decapsulates gre, but only once it is up
+# (ip_tunnel_lookup skips a fallback that is down). The VIP is on tunl0 in each case.
 TUNNEL_DEVICE = "tunl0"
 TUNNEL_MODULES = {"ipip": ("ipip",), "gue": ("ipip", "fou"), "gre": ("ipip", "ip_gre")}
+TUNNEL_DEVICES = {"ipip": (TUNNEL_DEVICE,), "gue": (TUNNEL_DEVICE,), "gre": (TUNNEL_DEVICE, "gre0")}
 TUNNEL_OVERHEAD = {"ipip": 20, "gre": 24, "gue": 32}  # outer IP (+ UDP and GUE, + GRE)
 # By number: /etc/protocols calls 94 "ipip" (another protocol); Linux's IP-in-IP is 4 ("ipencap").
 TUNNEL_PROTOCOLS = {"ipip": 4, "gre": 47}

@@ -337,7 +337,7 @@ class KeepalivedDirector(pulumi.ComponentResource):
         for backend, ready in backends:
             path = f"{CONFIG_DIR}/real-servers/{backend.name}.conf"
             text = real_server_conf(service, vip, backend, check)
-            what = f"real server {backend.name} ({backend.ip}:{service.port}, weight {backend.weight})"
+            what = f"real server {backend.name} ({forwarding_for(service).real_ip(backend)}:{service.port}, weight {backend.weight})"
             self.real_servers[backend.name] = remote.Command(
                 f"{name}-real-server-{backend.name}",
                 connection=connection,

@@ -26,7 +26,7 @@ def _up_commands(vip: IPv4Address, side: RealServerSide, tunnel: TunnelSettings 
         if tunnel.type == "gue":
             fou = f'/usr/sbin/ip fou show | grep -q "port {tunnel.port} gue" || /usr/sbin/ip fou add port {tunnel.port} gue'
             commands.append(f"/bin/sh -c '{fou}'")
-        commands.append(f"/usr/sbin/ip link set {side.vip_device} up")
+        commands += [f"/usr/sbin/ip link set {device} up" for device in side.devices_up]
     commands.append(f"/usr/sbin/ip addr replace {vip}/32 dev {side.vip_device}")
     return commands
 
@@ -67,7 +67,8 @@ def vip_create_script(vip: IPv4Address, side: RealServerSide, tunnel: TunnelSett
     )
 
 
-def vip_delete_script(vip: IPv4Address, side: RealServerSide) -> str:
+def vip_delete_script(vip: IPv4Address, side: RealServerSide, tunnel: TunnelSettings | None) -> str:
+    fou = f"ip fou del port {tunnel.port} 2>/dev/null || true\n" if tunnel is not None and tunnel.type == "gue" else ""
     return as_root(
         f"# lvs-cluster: the VIP {vip}/32 off {side.vip_device}, and its unit\n"
         f"if [ -e {UNIT_FILE} ]; then\n"
@@ -75,5 +76,5 @@ def vip_delete_script(vip: IPv4Address, side: RealServerSide) -> str:
         f"  rm -f {UNIT_FILE}\n"
         "  systemctl daemon-reload\n"
         "fi\n"
-        f"ip addr del {vip}/32 dev {side.vip_device} 2>/dev/null || true\n"
+        f"ip addr del {vip}/32 dev {side.vip_device} 2>/dev/null || true\n" + fou
     )

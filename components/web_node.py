@@ -85,10 +85,18 @@ class WebNode(pulumi.ComponentResource):
                 f"{web.name}-vip",
                 connection=remote_access.connection(settings, web.ip),
                 create=vip_create_script(settings.vip, side, settings.service.tunnel),
-                delete=vip_delete_script(settings.vip, side),
-                # Another VIP or device is another address: the old one goes first.
-                triggers=[str(settings.vip), side.vip_device],
+                delete=vip_delete_script(settings.vip, side, settings.service.tunnel),
+                # Another VIP, device or tunnel port is another address: the old one goes first;
+                # a new domain (a rebuilt disk) has no VIP until this runs again.
+                triggers=[str(settings.vip), side.vip_device, _tunnel_key(settings), self.vm.domain.id],
                 opts=script_options(self, [self.vm.ready]),
             )
             self.serving = self.vip
         self.register_outputs({"ip": str(web.ip), "export": str(web.export), "weight": web.weight})
+
+
+def _tunnel_key(settings: ClusterSettings) -> str:
+    tunnel = settings.service.tunnel
+    if tunnel is None:
+        return ""
+    return tunnel.type if tunnel.port is None else f"{tunnel.type}:{tunnel.port}"

@@ -46,9 +46,10 @@ def command(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def test_dr_real_servers_are_the_web_nodes_external_addresses(dr_plan: Plan) -> None:
-    text = command(dr_plan, "keepalived-director-real-server-web1")["create"]
-    assert "real_server 12.0.0.50 80 {" in text
-    assert "lvs_method DR" in command(dr_plan, "keepalived-director-virtual-server")["create"]
+    for director in ("director-a", "director-b"):
+        text = command(dr_plan, f"keepalived-{director}-real-server-web1")["create"]
+        assert "real_server 12.0.0.50 80 {" in text and "real server web1 (12.0.0.50:80, weight 1)" in text
+        assert "lvs_method DR" in command(dr_plan, f"keepalived-{director}-virtual-server")["create"]
 
 
 def test_dr_web_nodes_get_a_nic_on_the_external_network(dr_plan: Plan) -> None:
@@ -66,16 +67,15 @@ def test_dr_web_nodes_hold_the_vip_on_lo_as_a_32_after_the_arp_sysctls(dr_plan: 
     sysctls = create.index("arp_ignore=1"), create.index("arp_announce=2")
     assert max(sysctls) < create.index("ip addr replace 12.0.0.1/32")
     assert "ip addr del 12.0.0.1/32 dev lo" in vip["delete"]
-    assert vip["triggers"] == ["12.0.0.1", "lo"]
+    assert vip["triggers"][:3] == ["12.0.0.1", "lo", ""] and len(vip["triggers"]) == 4  # and the domain
     written = files(user_data(dr_plan, "web1"))
     assert "net.ipv4.conf.all.arp_ignore = 1" in written["/etc/sysctl.d/90-lvs-real-server.conf"]
     assert "rp_filter" not in written["/etc/sysctl.d/90-lvs-real-server.conf"]
 
 
 def test_the_director_adds_a_real_server_only_once_it_holds_the_vip(dr_plan: Plan) -> None:
-    real = dr_plan.named("keepalived-director-real-server-web1", COMMAND)
     vip = dr_plan.named("web1-vip", COMMAND)
-    assert real.depends_on(vip)
+    assert all(dr_plan.named(f"keepalived-{d}-real-server-web1", COMMAND).depends_on(vip) for d in ("director-a", "director-b"))
 
 
 # --- tun ----------------------------------------------------------------------------------------
@@ -96,7 +96,8 @@ def test_tun_web_nodes_decapsulate_and_clamp_their_segment_size(tun_plan: Plan) 
     firewall = written["/etc/nftables.conf"]
     # Protocol 4 by number: /etc/protocols' "ipip" is 94.
     assert "ip saddr { 10.40.0.2 } meta l4proto 4 accept" in firewall
-    assert 'oifname "ext0" tcp flags & (syn | ack) == syn | ack tcp option maxseg size set 1440' in firewall
+    # Only ever lowered: a smaller segment size the node chose stays.
+    assert 'oifname "ext0" tcp flags & (syn | ack) == syn | ack tcp option maxseg size > 1440 tcp option maxseg size set 1440' in firewall
     assert "ExecStart=/usr/sbin/ip addr replace 172.30.9.10/32 dev tunl0" in command(tun_plan, "alpha-vip")["create"]
 
 
@@ -106,8 +107,14 @@ def test_the_tunnel_types_ipvsadm_and_keepalived_take() -> None:
     plan = record_plan(config, stack="tun")
     assert "-i --tun-type gue --tun-port 6080 -w 2" in command(plan, "ipvs-real-server-alpha")["create"]
     firewall = files(user_data(plan, "alpha"))["/etc/nftables.conf"]
-    assert "udp dport 6080 accept" in firewall and "maxseg size set 1428" in firewall
+    assert "udp dport 6080 accept" in firewall and "maxseg size > 1428 tcp option maxseg size set 1428" in firewall
     assert "ip fou add port 6080 gue" in command(plan, "alpha-vip")["create"]
+    assert "ip fou del port 6080" in command(plan, "alpha-vip")["delete"]
+    config["lvs:service"]["tunnel"] = {"type": "gre"}
+    gre = record_plan(config, stack="tun")
+    # ip_gre's gre0 decapsulates only once it is up.
+    assert "ExecStart=/usr/sbin/ip link set gre0 up" in command(gre, "alpha-vip")["create"]
+    assert "net.ipv4.conf.gre0.rp_filter = 0" in files(user_data(gre, "alpha"))["/etc/sysctl.d/90-lvs-real-server.conf"]
     config["lvs:service"]["tunnel"] = {"type": "gre"}
     settings = settings_of(config)
     assert "lvs_method TUN type gre\n" in virtual_server_conf(settings.service, settings.vip, None)
@@ -161,6 +168,7 @@ def _then(*changes: Any) -> Any:
 
 BAD_FORWARDING = [
     (_set("service.mode", "dr"), "lvs:webServers[0].externalIp", "missing (required in mode dr"),
+    (_dr, "lvs:director.pair", "missing (required in mode dr"),
     (_set("webServers[0].externalIp", "12.0.0.50"), "lvs:webServers[0].externalIp", "only in modes dr and tun"),
     (_then(_dr, _set("webServers[1].externalIp", "192.168.75.61")), "lvs:webServers[1].externalIp", "192.168.75.61"),
     (_then(_dr, _set("webServers[1].externalIp", "12.0.0.1")), "lvs:webServers[1].externalIp", "12.0.0.1"),
@@ -174,6 +182,7 @@ BAD_FORWARDING = [
     (_tun({"type": "gue"}), "lvs:service.tunnel.port", "missing"),
     (_tun({"type": "ipip", "port": 6080}), "lvs:service.tunnel.port", "only with type gue"),
     (_tun({"type": "gue", "port": 0}), "lvs:service.tunnel.port", "0"),
+    (_tun({"type": "gue", "port": 111}), "lvs:service.tunnel.port", "111 is used by the web nodes themselves"),
     (_tun({"type": "gue", "port": 6080, "csum": True}), "lvs:service.tunnel.csum", "unknown key"),
 ]  # fmt: skip
 

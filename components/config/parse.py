@@ -134,6 +134,11 @@ def parse_settings(
     ]
     _unique(names, "name", repr)
     _unique_volumes(stack, names)
+    if service.mode == "dr" and director.pair is None:
+        raise ConfigError(
+            "lvs:director.pair: missing (required in mode dr: one director's VIP is its only external address, which the web "
+            "nodes hold too and so drop its ARP requests and health checks; a pair keeps each director's own address beside the VIP)"
+        )
     if director.pair is not None or health_check is not None:
         _unique_keepalived_commands(director_names, [(f"lvs:webServers[{i}].name", web.name) for i, web in enumerate(web_servers)])
 

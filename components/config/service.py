@@ -21,6 +21,8 @@ _PORTS_IN_USE = {
     111: "rpcbind on the NFS server and the web nodes",
     2049: "NFS on the internal network",
 }
+# UDP ports a gue tunnel's receiving end (on every web node) must leave alone.
+_UDP_PORTS_IN_USE = {111: "rpcbind, for the NFS mount", 2049: "NFS"}
 # ipvsadm.c: MAX_TIMEOUT (86400*31), the largest -p it takes.
 MAX_PERSISTENCE = 86400 * 31
 
@@ -58,6 +60,10 @@ def _tunnel(service_section: _Section) -> TunnelSettings:
         if "port" not in section.raw:
             raise ConfigError("lvs:service.tunnel.port: missing (a gue tunnel needs its UDP port, 1..65535)")
         port = section.integer("port", lo=1, hi=65535)
+        if port in _UDP_PORTS_IN_USE:
+            raise ConfigError(
+                f"lvs:service.tunnel.port: {port} is used by the web nodes themselves ({_UDP_PORTS_IN_USE[port]}); choose another"
+            )
     elif "port" in section.raw:
         raise ConfigError(f"lvs:service.tunnel.port: only with type gue (the type is {_shown(kind)}); remove the key")
     else:
