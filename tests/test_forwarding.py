@@ -16,7 +16,7 @@ from components.keepalived import real_server_conf, virtual_server_conf
 from lab.stack.plan import Plan, record_plan, stack_config
 from tests.config_helpers import _cases, _fails, _set
 from tests.conftest import CLOUD_INIT_DISK, COMMAND, PROJECT_DIR, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, seed_config
-from tests.test_cloudinit import cloud_init_check, files, network, seeds, user_data
+from tests.test_cloudinit import assert_cloud_init_accepts, files, network, user_data
 from tests.test_config_ha import settings_of
 
 
@@ -128,14 +128,7 @@ def test_the_tunnel_types_ipvsadm_and_keepalived_take() -> None:
 
 @pytest.mark.parametrize("name", ["dr", "tun"])
 def test_every_rendered_document_passes_cloud_inits_validator(name: str, dr_plan: Plan, tun_plan: Plan) -> None:
-    plan = {"dr": dr_plan, "tun": tun_plan}[name]
-    documents = {
-        "user-data": {node: seed["userData"] for node, seed in seeds(plan).items()},
-        "network-config": {node: seed["networkConfig"] for node, seed in seeds(plan).items()},
-    }
-    results = cloud_init_check(documents)
-    assert len(results) == 2 * len(seeds(plan))
-    assert {node: problem for node, problem in results.items() if problem} == {}
+    assert_cloud_init_accepts({"dr": dr_plan, "tun": tun_plan}[name])
 
 
 def test_nat_web_nodes_keep_one_nic_and_no_vip() -> None:
