@@ -24,11 +24,6 @@ from .config import ServiceSettings, TunnelSettings, WebServerSettings
 
 class Forwarding(Protocol):
     @property
-    def mode(self) -> str:
-        """`lvs:service.mode`."""
-        ...
-
-    @property
     def description(self) -> str:
         """How a script's comment names the method."""
         ...
@@ -42,9 +37,6 @@ class Forwarding(Protocol):
     def keepalived_method(self) -> str:
         """The virtual_server line that names the method."""
         ...
-
-    @property
-    def replies_through_director(self) -> bool: ...
 
     def real_ip(self, web: WebServerSettings) -> IPv4Address:
         """The address the director forwards to: the real server in IPVS's table."""
@@ -75,12 +67,10 @@ class RealServerSide:
 
 @dataclass(frozen=True)
 class Masquerading:
-    mode: str = "nat"
     description: str = "masquerading (NAT)"
     ipvsadm_method: str = "-m"
     # The keyword the NAT stacks have always been written with (lvs_method's older name).
     keepalived_method: str = "lb_kind NAT"
-    replies_through_director: bool = True
     real_server: RealServerSide | None = None
 
     def real_ip(self, web: WebServerSettings) -> IPv4Address:
@@ -89,11 +79,9 @@ class Masquerading:
 
 @dataclass(frozen=True)
 class DirectRouting:
-    mode: str = "dr"
     description: str = "direct routing (DR)"
     ipvsadm_method: str = "-g"
     keepalived_method: str = "lvs_method DR"
-    replies_through_director: bool = False
     real_server: RealServerSide | None = RealServerSide(vip_device="lo")
 
     def real_ip(self, web: WebServerSettings) -> IPv4Address:
@@ -104,8 +92,6 @@ class DirectRouting:
 @dataclass(frozen=True)
 class Tunnelling:
     tunnel: TunnelSettings
-    mode: str = "tun"
-    replies_through_director: bool = False
 
     @property
     def description(self) -> str:

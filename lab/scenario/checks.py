@@ -104,7 +104,7 @@ class RebootFault:
         director = ctx.director(state)
         web = settings.web_servers[-1]  # the first one was drained by the weight change
         before = director.tables()
-        nodes = [ctx.node(state, settings.director.name), ctx.node(state, web.name)]
+        nodes = [director, ctx.node(state, web.name)]
         domains = [settings.domain_name(node.name) for node in nodes]
         for node, domain in zip(nodes, domains, strict=True):
             ctx.cluster.rebooting(domain)
