@@ -68,6 +68,20 @@ def make_show(verbose: bool) -> Any:
                 table.add_row(label, str(row["requests"]), f"{row['seconds']:.2f}", f"{row['per_second']:.1f}")
             out(table)
             out(f"  VIP/direct throughput ratio: {payload['vip_over_direct']}")
+        elif kind == "forwarding":
+            evidence = payload["evidence"]
+            out(
+                f"  {payload['mode']}: replies bypass the director: {payload['repliesBypassDirector']}; "
+                f"IPVS counters {evidence['ipvsCounters']}; SYN-ACKs by sender {evidence['synAcksAtClient']['bySender']}, "
+                f"MSS {evidence['synAcksAtClient']['mss']}",
+                markup=False,
+            )
+        elif kind == "large transfers":
+            out(
+                f"  {payload['bytes']} bytes: GET {payload['GET']['whole']}/{payload['GET']['transfers']} whole, "
+                f"POST {payload['POST']['whole']}/{payload['POST']['transfers']} whole",
+                markup=False,
+            )
 
     return show
 

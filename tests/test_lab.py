@@ -25,12 +25,19 @@ SCENARIOS = {
     "ha": ["--config", "Pulumi.ha.yaml"],
     # keepalived: other subnets, names and port, wrr 3:1, TCP checks, a pair that does not preempt.
     "ha-tcp": ["--config", "tests/Pulumi.ha-tcp.yaml"],
+    # Direct routing with keepalived's HTTP checks and a pair: the seed's addresses, every fault.
+    "dr": ["--config", "tests/Pulumi.dr.yaml"],
+    # IP tunnelling (IPIP) with ipvsadm: other subnets, names, port and wrr weights, every lifecycle.
+    "tun": ["--config", "tests/Pulumi.tun.yaml"],
 }
+# The forwarding mode each scenario's stack declares; the report says what was observed.
+MODES = {"seed": "nat", "wrr3": "nat", "ha": "nat", "ha-tcp": "nat", "dr": "dr", "tun": "tun"}
 OPERATION_KEYS = {"create", "update", "replace", "delete", "same"}
-HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}}
-# CI runs the seed (the ipvsadm path, every lifecycle) and `ha` (keepalived, every fault); these
-# two would take it past 90 minutes on a machine three times slower than this one.
-BEYOND_CI = {"wrr3", "ha-tcp"}
+HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}, "dr": {"preempt": True}}
+# CI runs the seed (the ipvsadm path, every lifecycle) and `ha` (keepalived, every fault), both
+# NAT, whose forwarding evidence proves the observation itself (replies through the director);
+# the others would take it past 90 minutes on a machine three times slower than this one.
+BEYOND_CI = {"wrr3", "ha-tcp", "dr", "tun"}
 
 
 def scenarios(names: list[str]) -> list[Any]:
@@ -186,6 +193,27 @@ def test_the_watchdog_mends_a_split_and_elections_with_reloads_do_not_split(ha_r
 def test_nothing_moves_while_nothing_is_broken(ha_report: dict[str, Any]) -> None:
     assert ha_report["faults"]["spuriousTransitions"] == 0, ha_report["faults"]["quietPeriod"]
     assert ha_report["faults"]["quietPeriod"]["seconds"] >= 150
+
+
+@pytest.mark.lab
+def test_who_answers_the_vip_is_observed(report: dict[str, Any]) -> None:
+    forwarding = report["forwarding"]
+    mode = MODES[report["stack"]]
+    assert (forwarding["mode"], forwarding["repliesBypassDirector"]) == (mode, mode != "nat"), forwarding
+    evidence = forwarding["evidence"]
+    assert evidence["answered"] == evidence["requests"] > 0
+    counters = evidence["ipvsCounters"]
+    assert sum(c["inPackets"] for c in counters.values()) > 0
+    assert (sum(c["outPackets"] for c in counters.values()) == 0) == (mode != "nat"), counters
+    senders, directors = set(evidence["synAcksAtClient"]["bySender"]), set(evidence["directors"])
+    assert senders and (senders <= directors if mode == "nat" else senders.isdisjoint(directors)), (senders, directors)
+
+
+@pytest.mark.lab
+def test_large_transfers_arrive_whole(report: dict[str, Any]) -> None:
+    transfers = report["largeTransfers"]
+    for method in ("GET", "POST"):
+        assert transfers[method]["whole"] == transfers[method]["transfers"] > 0, transfers[method]
 
 
 @pytest.mark.lab

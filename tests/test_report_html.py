@@ -177,3 +177,28 @@ def test_a_headless_browser_renders_the_page(tmp_path: Path) -> None:
     assert pixels.shape[:2] == (2400, 1280)
     # Charts and tables drew something: many pixels differ from the white page.
     assert (pixels[:, :, :3].mean(axis=2) < 0.9).mean() > 0.02
+
+
+def test_the_page_says_who_answered_the_vip_and_how_large_transfers_fared() -> None:
+    report = Report(config="tests/Pulumi.dr.yaml", stack="dr", requests=120)
+    report.forwarding = {
+        "mode": "dr",
+        "repliesBypassDirector": True,
+        "evidence": {
+            "requests": 20,
+            "answered": 20,
+            "directors": ["director-a", "director-b"],
+            "ipvsCounters": {"director-a": {"inPackets": 120, "outPackets": 0}},
+            "synAcksAtClient": {"count": 20, "bySender": {"web1": 10, "web2": 10}, "mss": [1460]},
+            "arrivedAtWebNodes": {"web1@lvs-dr-external": {"addressedToVip": 60, "rewrittenTo": {}, "tunnelled": {}}},
+        },
+    }
+    report.large_transfers = {"bytes": 102400, "GET": {"transfers": 10, "whole": 10}, "POST": {"transfers": 10, "whole": 9}}
+    page = render_html(report.as_json())
+    table = page[page.index('<table id="forwarding">') :]
+    table = table[: table.index("</table>")]
+    assert "<th>replies bypass the director</th><td>yes</td>" in table
+    assert '<th>director-a: IPVS packets in / out</th><td class="num">120 / 0</td>' in table
+    assert "web1 10, web2 10" in table and "(MSS 1460)" in table
+    assert "arrived at web1@lvs-dr-external" in table
+    assert "GET 10/10\nwhole, POST 9/10 whole" in page

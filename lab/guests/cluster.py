@@ -30,6 +30,7 @@ from ..host.runs import shielded
 from ..stack.libvirt_objects import PRIVATE_IMAGES, leftovers, provide_existing_pools
 from ..stack.plan import Plan
 from ..stack.topology import LabCommand, Topology
+from .capture import Capture
 from .consoles import ConsoleWatcher
 from .guest import Guest
 from .ssh import SshClient
@@ -180,6 +181,23 @@ class LabCluster:
                 for nic in xml.findall("devices/interface")
             ]
         return found
+
+    def tap_devices(self) -> dict[tuple[str, str], str]:
+        """The host side of each running domain's NICs, its tap device in the namespace, by
+        (domain, network)."""
+        assert self.connection is not None
+        found = {}
+        for guest in self.topology.guests:
+            xml = ElementTree.fromstring(self.connection.lookupByName(guest.name).XMLDesc(0))
+            for nic in xml.findall("devices/interface"):
+                source, target = nic.find("source"), nic.find("target")
+                if source is not None and target is not None:
+                    found[(guest.name, source.get("network", ""))] = target.get("dev", "")
+        return found
+
+    def capture(self, device: str, bpf: str) -> Capture:
+        """A packet capture on one of the namespace's devices (a guest's tap, a bridge)."""
+        return Capture(self.ns, device, bpf)
 
     def bridge_names(self) -> dict[str, str]:
         """Every network on the daemon and the bridge libvirt gave it."""

@@ -50,6 +50,7 @@ TOOLS = {
         Tool("ssh", "openssh-client", "reaches the guests"),
         Tool("ssh-keygen", "openssh-client", "makes the lab's key pair"),
         Tool("curl", "curl", "sends the lab's requests to the VIP"),
+        Tool("tcpdump", "tcpdump", "captures on the guests' NICs who answers the VIP"),
     )
 }
 
@@ -67,6 +68,7 @@ LAB_PROGRAMS = (
     "ssh",
     "ssh-keygen",
     "curl",
+    "tcpdump",
 )
 
 

@@ -37,6 +37,10 @@ class Report:
     ipvs_table_after_create: str = ""
     distributions: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, Any] = field(default_factory=dict)
+    # Who answers the VIP, observed (contract: mode, repliesBypassDirector, evidence).
+    forwarding: dict[str, Any] = field(default_factory=dict)
+    # 100 KB responses and uploads through the VIP: how many arrived whole.
+    large_transfers: dict[str, Any] = field(default_factory=dict)
     director_after_delete: dict[str, str] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -75,4 +79,5 @@ class Report:
         document["consolesKept"] = document.pop("consoles_kept")
         document["floatingHolders"] = document.pop("floating_holders")
         document["engineOperations"] = document.pop("engine_operations")
+        document["largeTransfers"] = document.pop("large_transfers")
         return document

@@ -66,7 +66,10 @@ class Throughput:
 
     def run(self, ctx: RunContext, state: StackState) -> StackState:
         settings = state.settings
-        direct = f"http://{settings.web_servers[0].ip}:{settings.service.port}/"
+        # The first web node as the client reaches it without the director: its own address
+        # on the client's network in DR and TUN, else its address behind the director.
+        first = settings.web_servers[0]
+        direct = f"http://{first.external_ip or first.ip}:{settings.service.port}/"
         rates: dict[str, dict[str, Any]] = {}
         # The director keeps a NAT entry for every VIP connection (TIME_WAIT: 2 min) and
         # rewrites any reply that matches one: a direct request from a client port that just

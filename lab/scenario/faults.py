@@ -174,7 +174,7 @@ class _RealServerFault:
         listed = Watch(
             ctx.cluster,
             ctx.node(state, director.name),
-            f"ipvsadm -L -n | grep -qF ' {web.ip}:{settings.service.port} '",
+            f"ipvsadm -L -n | grep -qF ' {state.real_server(web.name)}:{settings.service.port} '",
             what=f"{web.name} in {director.name}'s table",
         )
         since = guest_clock(ctx, state, director.name)

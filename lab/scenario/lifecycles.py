@@ -150,7 +150,7 @@ class DrainOne:
             found == expected and others == set(),
             str(up.changed()),
         )
-        line = f"{web['ip']}:"
+        line = f"{drained.real_server(web['name'])}:"
         weights = [row.split()[-3] for text in ctx.deployment.tables() for row in text.splitlines() if line in row]
         ctx.report.check(f"the live table gives {web['name']} weight 0", bool(weights) and set(weights) == {"0"}, str(weights))
         ctx.check_distribution(drained, "after weight change", key="after_update", check="distribution after the weight change")
@@ -190,7 +190,8 @@ class UpdateFailsHalfway:
         ctx.report.check(
             "a failing update: nothing that depends on it runs", touched(failed) == {(command, "update")}, str(failed.changed())
         )
-        live, saved = self.weights(director, web["ip"])
+        real = str(state.real_server(web["name"]))
+        live, saved = self.weights(director, real)
         ctx.report.check(
             "a failing update stops halfway: the live table changed, the saved rules did not",
             (live, saved) == ("1", "0"),
@@ -206,7 +207,7 @@ class UpdateFailsHalfway:
             str(again.changed()),
         )
         live_rules, saved_rules = director.tables()["ipvs"], director.saved_ipvs_rules()
-        live, saved = weight(live_rules, web["ip"]), weight(saved_rules, web["ip"])
+        live, saved = weight(live_rules, real), weight(saved_rules, real)
         ctx.report.check(
             "after it, the saved rules are the live table",
             (live, saved) == ("1", "1") and live_rules == saved_rules,

@@ -22,22 +22,28 @@ REQUESTS_FLOWING_SECONDS = 3
 REQUESTS_DURING_SCALE_IN = 300  # outlasts the removal (a drain of up to 30 s, then the VM's delete)
 
 
-def _extra_web_server(config: dict[str, Any], settings_ips: set[ipaddress.IPv4Address]) -> dict[str, Any]:
-    """A web node the stack file does not have: a new name, the first free internal address."""
-    webs = config["lvs:webServers"]
-    names = {web["name"] for web in webs}
-    name = next(f"web{n}" for n in range(len(webs) + 1, 1000) if f"web{n}" not in names)
-    cidr = ipaddress.IPv4Network(config["lvs:networks"]["internal"]["cidr"])
-    address = next(host for host in cidr.hosts() if host not in settings_ips)
-    return {"name": name, "ip": str(address), "export": webs[0]["export"], "weight": 1}
+def taken_addresses(state: StackState) -> set[ipaddress.IPv4Address]:
+    """Every address the stack gives a node, a floating address or a bridge."""
+    settings = state.settings
+    taken = {settings.vip, settings.director.internal_ip, settings.nfs.ip}
+    taken |= {address for peer in settings.directors for address in (peer.internal_ip, peer.external_ip)}
+    taken |= {address for web in settings.web_servers for address in (web.ip, web.external_ip) if address is not None}
+    taken |= {settings.client.ip} if settings.client is not None else set()
+    return taken | {network.host_ip for network in state.topology.networks}
 
 
 def next_web_server(state: StackState) -> dict[str, Any]:
-    """The web node a scale out adds to `state`: an address no node, bridge or VIP holds."""
-    nodes = state.plan.outputs["nodes"].values()
-    used = {ipaddress.IPv4Address(node[key]) for node in nodes for key in ("internalIp", "externalIp") if key in node}
-    used |= {network.host_ip for network in state.topology.networks}
-    return _extra_web_server(state.config, used | {state.settings.vip})
+    """The web node a scale out adds to `state`: a new name, the first free internal address
+    and, where the mode gives web nodes one (dr, tun), the first free external address."""
+    webs = state.config["lvs:webServers"]
+    names = {web["name"] for web in webs}
+    name = next(f"web{n}" for n in range(len(webs) + 1, 1000) if f"web{n}" not in names)
+    taken = taken_addresses(state)
+    extra = {"name": name, "export": webs[0]["export"], "weight": 1}
+    for key, network in (("ip", state.settings.internal), ("externalIp", state.settings.external)):
+        if key == "ip" or state.settings.service.mode != "nat":
+            extra[key] = str(next(host for host in network.cidr.hosts() if host not in taken))
+    return extra
 
 
 class ScaleOut:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from .checks import Balance, CreateAgain, RebootFault, Throughput
 from .context import RunContext, StackState, Unit
 from .faults import DirectorDown, QuietPeriodEnd, QuietPeriodStart, RealServerDown, RealServerKilled
+from .forwarding import Forwarding, LargeTransfers
 from .lifecycles import (
     CommandsCreated,
     CommandsDeleted,
@@ -55,6 +56,8 @@ RULES: Sequence = (
 IPVSADM: Sequence = (
     *RULES,
     (Balance, always),
+    (Forwarding, always),
+    (LargeTransfers, always),
     (Throughput, always),
     (DrainOne, always),
     (RebootFault, always),
@@ -71,6 +74,8 @@ KEEPALIVED: Sequence = (
     *RULES,
     (QuietPeriodStart, always),
     (Balance, always),
+    (Forwarding, always),
+    (LargeTransfers, always),
     (Throughput, always),
     (QuietPeriodEnd, always),
     (RealServerDown, health_checked),

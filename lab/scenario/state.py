@@ -4,9 +4,11 @@ the program's plan of it, and what the lab reads of that plan (the topology)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
 
 from components.config import ClusterSettings, settings_from_stack_file
+from components.forwarding import forwarding_for
 
 from ..stack.plan import Plan, record_plan
 from ..stack.topology import Topology, read_topology
@@ -44,3 +46,9 @@ class StackState:
     def client(self) -> str | None:
         """The stack's client node, if it has one."""
         return next((name for name, node in self.plan.outputs["nodes"].items() if node["role"] == "client"), None)
+
+    def real_server(self, web: str) -> IPv4Address:
+        """The web node's address in the IPVS table, as the stack's forwarding method gives it
+        (its internal address, or in dr its external one)."""
+        settings = self.settings
+        return forwarding_for(settings.service).real_ip(next(node for node in settings.web_servers if node.name == web))

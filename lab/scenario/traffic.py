@@ -108,11 +108,14 @@ class Traffic:
         timeout = min(count * REQUEST_TIMEOUT_SECONDS, 900) + 60
         loop = request_loop(url, count, local_ports=local_ports, give_up_after=GIVE_UP_AFTER_FAILURES)
         with self.status.activity(f"{count} requests to {url}"):
-            if client is not None:
-                result = client.run(loop, timeout=timeout)
-            else:
-                result = self.cluster.in_namespace(["sh", "-c", loop], timeout=timeout)
+            result = self.on_client(client, loop, timeout=timeout)
         return [line for line in result.stdout.splitlines() if line.strip()]
+
+    def on_client(self, client: Node | None, script: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+        """A shell script run where the requests come from: the stack's client, else the namespace."""
+        if client is not None:
+            return client.run(script, timeout=timeout)
+        return self.cluster.in_namespace(["sh", "-c", script], timeout=timeout)
 
     def background(self, client: Node | None, url: str, *, count: int, interval: float) -> subprocess.Popen[bytes]:
         """A bounded request loop against `url` that runs while the caller changes things."""
