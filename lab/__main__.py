@@ -77,9 +77,11 @@ def make_show(verbose: bool) -> Any:
                 markup=False,
             )
         elif kind == "large transfers":
+            get, post = payload["GET"], payload["POST"]
             out(
-                f"  {payload['bytes']} bytes: GET {payload['GET']['whole']}/{payload['GET']['transfers']} whole, "
-                f"POST {payload['POST']['whole']}/{payload['POST']['transfers']} whole",
+                f"  {payload['bytes']} bytes: GET {get['whole']}/{get['transfers']} whole (median {get['medianSeconds']} s), "
+                f"POST {post['whole']}/{post['transfers']} whole (median {post['medianSeconds']} s); "
+                f"GET via the VIP over direct: {payload['getVipOverDirect']}",
                 markup=False,
             )
 

@@ -120,14 +120,15 @@ def test_the_counters_of_the_service_are_read_from_ipvsadm_stats() -> None:
 
 
 def test_a_transfer_is_whole_only_with_every_byte_both_ways() -> None:
-    assert arrived_whole(["GET", "200", "0", "102400", "web1", "yes"])
-    assert arrived_whole(["POST", "200", "102400", "102400", "web2", "yes"])
-    assert not arrived_whole(["POST", "200", "65536", "102400", "web2", "yes"])  # the upload stopped short
-    assert not arrived_whole(["GET", "200", "0", "102400", "web1", "no"])  # other bytes
-    assert not arrived_whole(["GET", "000", "0", "0", "no"])  # no answer, no backend
+    assert arrived_whole(["GET", "200", "0", "102400", "0.05", "web1", "yes"])
+    assert arrived_whole(["POST", "200", "102400", "102400", "0.08", "web2", "yes"])
+    assert not arrived_whole(["POST", "200", "65536", "102400", "0.08", "web2", "yes"])  # the upload stopped short
+    assert not arrived_whole(["GET", "200", "0", "102400", "0.05", "web1", "no"])  # other bytes
+    assert not arrived_whole(["GET", "000", "0", "0", "10.0", "no"])  # no answer, no backend
+    assert arrived_whole(["DIRECT", "200", "0", "102400", "0.04", "web1", "yes"])
 
 
 def test_the_transfer_script_is_valid_shell() -> None:
     tools.require("dash")
-    script = transfer_script("http://12.0.0.1/lvs-lab-100k.bin", "0" * 64)
+    script = transfer_script("http://12.0.0.1/lvs-lab-100k.bin", "http://12.0.0.50/lvs-lab-100k.bin", "0" * 64)
     assert subprocess.run(["dash", "-n", "-c", script], capture_output=True, text=True).returncode == 0

@@ -193,7 +193,12 @@ def test_the_page_says_who_answered_the_vip_and_how_large_transfers_fared() -> N
             "arrivedAtWebNodes": {"web1@lvs-dr-external": {"addressedToVip": 60, "rewrittenTo": {}, "tunnelled": {}}},
         },
     }
-    report.large_transfers = {"bytes": 102400, "GET": {"transfers": 10, "whole": 10}, "POST": {"transfers": 10, "whole": 9}}
+    report.large_transfers = {
+        "bytes": 102400,
+        "GET": {"transfers": 10, "whole": 10, "medianSeconds": 0.05},
+        "POST": {"transfers": 10, "whole": 9, "medianSeconds": 0.08},
+        "getVipOverDirect": 0.9,
+    }
     page = render_html(report.as_json())
     table = page[page.index('<table id="forwarding">') :]
     table = table[: table.index("</table>")]
@@ -201,4 +206,5 @@ def test_the_page_says_who_answered_the_vip_and_how_large_transfers_fared() -> N
     assert '<th>director-a: IPVS packets in / out</th><td class="num">120 / 0</td>' in table
     assert "web1 10, web2 10" in table and "(MSS 1460)" in table
     assert "arrived at web1@lvs-dr-external" in table
-    assert "GET 10/10\nwhole, POST 9/10 whole" in page
+    assert "GET 10/10\nwhole (median 0.05 s), POST 9/10 whole\n(median 0.08 s)" in page
+    assert "over one straight from a web node:\n0.9." in page

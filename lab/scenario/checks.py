@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from components.config import ClusterSettings
+
 from .context import Node, RunContext, StackState, StepFailedError
 
 # A service and a NAT rule "the user owns" on the director: no Command may touch them.
@@ -20,6 +22,13 @@ USER_IPVS_SERVICE = "-t 127.0.0.1:9"
 USER_NAT_RULE = "POSTROUTING -o lo -m comment --comment owned-by-the-user -j RETURN"
 THROUGHPUT_REQUESTS = 200
 DIRECT_LOCAL_PORTS = "20000-29999"  # below Linux's ephemeral range (32768-60999)
+
+
+def direct_url(settings: ClusterSettings) -> str:
+    """The first web node as the client reaches it without IPVS: its own address on the
+    client's network in dr and tun, else its address behind the director (routed, not balanced)."""
+    first = settings.web_servers[0]
+    return f"http://{first.external_ip or first.ip}:{settings.service.port}/"
 
 
 def add_user_rules(director: Node) -> None:
@@ -66,10 +75,7 @@ class Throughput:
 
     def run(self, ctx: RunContext, state: StackState) -> StackState:
         settings = state.settings
-        # The first web node as the client reaches it without the director: its own address
-        # on the client's network in DR and TUN, else its address behind the director.
-        first = settings.web_servers[0]
-        direct = f"http://{first.external_ip or first.ip}:{settings.service.port}/"
+        direct = direct_url(settings)
         rates: dict[str, dict[str, Any]] = {}
         # The director keeps a NAT entry for every VIP connection (TIME_WAIT: 2 min) and
         # rewrites any reply that matches one: a direct request from a client port that just

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+import statistics
 from collections import Counter
 from ipaddress import IPv4Address
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from components.config import ClusterSettings
 
 from ..guests.capture import Segment, segments
+from .checks import DIRECT_LOCAL_PORTS, direct_url
 from .context import Node, RunContext, StackState
 
 FORWARDING_REQUESTS = 20
@@ -170,18 +172,23 @@ class Forwarding:
         return state
 
 
-def transfer_script(url: str, expected_sha256: str) -> str:
-    """GETs and POSTs of the file through the VIP, one line each: method, HTTP code, bytes sent,
-    bytes received, whether the bytes received are the file's, the backend."""
-    written = "%{{http_code}} %{{size_upload}} %{{size_download}} %header{{x-lvs-backend}}"
+def transfer_script(url: str, direct: str, expected_sha256: str) -> str:
+    """GETs and POSTs of the file through the VIP, and GETs of it from a web node without IPVS
+    (DIRECT, from ports a VIP connection never used), one line each: what, HTTP code, bytes
+    sent, bytes received, seconds, the backend, whether the bytes received are the file's."""
+    written = "%{{http_code}} %{{size_upload}} %{{size_download}} %{{time_total}} %header{{x-lvs-backend}}"
     fetch = f"curl -s -m {{timeout}} -o \"$tmp/got\" -w '{written}' {{extra}} {{url}}"
     lines = []
-    for method, extra in (("GET", ""), ("POST", "--data-binary @\"$tmp/sent\" -H 'Expect:'")):
-        command = fetch.format(timeout=TRANSFER_TIMEOUT_SECONDS, extra=extra, url=shlex.quote(url))
+    for what, target, extra in (
+        ("GET", url, ""),
+        ("POST", url, "--data-binary @\"$tmp/sent\" -H 'Expect:'"),
+        ("DIRECT", direct, f"--local-port {DIRECT_LOCAL_PORTS}"),
+    ):
+        command = fetch.format(timeout=TRANSFER_TIMEOUT_SECONDS, extra=extra, url=shlex.quote(target))
         lines.append(
             f"i=0; while [ $i -lt {TRANSFERS} ]; do i=$((i+1)); answer=$({command}) || true; "
             f'same=$(sha256sum < "$tmp/got" | cut -c1-64); [ "$same" = {expected_sha256} ] && same=yes || same=no; '
-            f'echo "{method} $answer $same"; done'
+            f'echo "{what} $answer $same"; done'
         )
     return (
         "tmp=$(mktemp -d) && trap 'rm -rf \"$tmp\"' EXIT && "
@@ -191,7 +198,7 @@ def transfer_script(url: str, expected_sha256: str) -> str:
 
 def arrived_whole(line: list[str]) -> bool:
     """A transfer's line: answered 200, the whole file back (and, posted, the whole file sent)."""
-    if len(line) != 6 or line[1] != "200" or line[5] != "yes":
+    if len(line) != 7 or line[1] != "200" or line[6] != "yes":
         return False
     sent, received = int(float(line[2])), int(float(line[3]))
     return received == TRANSFER_BYTES and sent == (TRANSFER_BYTES if line[0] == "POST" else 0)
@@ -211,22 +218,26 @@ class LargeTransfers:
             what="writing the 100 KB file on the exports",
         ).strip()
         try:
-            script = transfer_script(state.vip_url + TRANSFER_FILE, digest)
-            result = ctx.traffic.on_client(ctx.client(state), script, timeout=2 * TRANSFERS * (TRANSFER_TIMEOUT_SECONDS + 5))
+            script = transfer_script(state.vip_url + TRANSFER_FILE, direct_url(settings) + TRANSFER_FILE, digest)
+            result = ctx.traffic.on_client(ctx.client(state), script, timeout=3 * TRANSFERS * (TRANSFER_TIMEOUT_SECONDS + 5))
         finally:
             nfs.run(f"sudo -n rm -f {paths}")
         lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
         results: dict[str, dict[str, Any]] = {}
-        for method in ("GET", "POST"):
+        for method in ("GET", "POST", "DIRECT"):
             mine = [line for line in lines if line[0] == method]
             whole = [line for line in mine if arrived_whole(line)]
             results[method] = {
                 "transfers": len(mine),
                 "whole": len(whole),
-                "backends": dict(Counter(line[4] for line in whole)),
+                "backends": dict(Counter(line[5] for line in whole)),
+                "medianSeconds": round(statistics.median(float(line[4]) for line in whole), 3) if whole else None,
                 "odd": [" ".join(line) for line in mine if line not in whole][:5],
             }
-        ctx.report.large_transfers = {"bytes": TRANSFER_BYTES, **results}
+        vip, direct = results["GET"]["medianSeconds"], results["DIRECT"]["medianSeconds"]
+        # As throughput: the VIP's rate over the direct one, for 100 KB responses.
+        ratio = round(direct / vip, 3) if vip and direct else None
+        ctx.report.large_transfers = {"bytes": TRANSFER_BYTES, **results, "getVipOverDirect": ratio}
         ctx.status.show("large transfers", ctx.report.large_transfers)
         for method, what in (("GET", "100 KB responses"), ("POST", "100 KB uploads, answered with the file")):
             ctx.report.check(
