@@ -30,7 +30,7 @@ def tcp_packet(src: str, dst: str, sport: int, dport: int, flags: int, *, mss: i
 def wrapped(inner: dpkt.ip.IP, how: str, *, port: int = 5555) -> dpkt.ip.IP:
     outer = {"src": IPv4Address("192.168.75.30").packed, "dst": IPv4Address(WEB).packed}
     if how == "ipip":
-        return dpkt.ip.IP(p=dpkt.ip.IP_PROTO_IP, data=inner, **outer)
+        return dpkt.ip.IP(p=dpkt.ip.IP_PROTO_IPIP, data=inner, **outer)
     if how == "gre":
         return dpkt.ip.IP(p=dpkt.ip.IP_PROTO_GRE, data=dpkt.gre.GRE(p=dpkt.ethernet.ETH_TYPE_IP, data=inner), **outer)
     gue = bytes([0, 4, 0, 0])  # variant 0, no options, IPv4 inside

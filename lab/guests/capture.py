@@ -60,7 +60,7 @@ def mss_option(tcp: dpkt.tcp.TCP) -> int | None:
 
 def unwrap(ip: dpkt.ip.IP, gue_port: int | None) -> tuple[dpkt.ip.IP | None, str | None]:
     """The packet a tunnel carries, and the tunnel's kind; the packet itself when bare."""
-    if ip.p == dpkt.ip.IP_PROTO_IP and isinstance(ip.data, dpkt.ip.IP):
+    if ip.p == dpkt.ip.IP_PROTO_IPIP and isinstance(ip.data, dpkt.ip.IP):
         return ip.data, "ipip"
     if ip.p == dpkt.ip.IP_PROTO_GRE and isinstance(ip.data, dpkt.gre.GRE) and isinstance(ip.data.data, dpkt.ip.IP):
         return ip.data.data, "gre"

@@ -223,8 +223,13 @@ class UpdateFailsHalfway:
 
 
 def weight(rules: str, ip: str) -> str:
-    """A real server's weight in saved IPVS rules (`-a … -r IP:PORT … -w N` lines)."""
-    return next((line.split("-w")[-1].strip() for line in rules.splitlines() if f"-r {ip}:" in line), "")
+    """A real server's weight in saved IPVS rules (`-a … -r IP:PORT … -w N …` lines; in tun
+    `--tun-type T` follows the weight)."""
+    for line in rules.splitlines():
+        words = line.split()
+        if f"-r {ip}:" in line and "-w" in words[:-1]:
+            return words[words.index("-w") + 1]
+    return ""
 
 
 class UpAgain:
