@@ -284,6 +284,9 @@ class DirectorDown:
         since = guest_clock(ctx, state, second.name)
         try:
             result = self.crash(ctx, state, watched, domain) | {"from": first.name, "to": second.name}
+            # What the backup scheduled since it took over, by real server, beside the answers
+            # the loop counted (a connection the loop did not make shows here).
+            result["backupStats"] = ctx.node(state, second.name).run("sudo -n ipvsadm -L -n --stats").stdout.splitlines()
             result["journal"] = keepalived_transitions(ctx, state, second.name, since)
             ctx.report.check(
                 f"pair: {second.name}'s keepalived logged becoming master",
