@@ -29,15 +29,17 @@ SCENARIOS = {
     "dr": ["--config", "tests/Pulumi.dr.yaml"],
     # IP tunnelling (IPIP) with ipvsadm: other subnets, names, port and wrr weights, every lifecycle.
     "tun": ["--config", "tests/Pulumi.tun.yaml"],
+    # IP tunnelling with keepalived: GRE, HTTP checks and a pair, other subnets and names.
+    "tun-ha": ["--config", "tests/Pulumi.tun-ha.yaml"],
 }
 # The forwarding mode each scenario's stack declares; the report says what was observed.
-MODES = {"seed": "nat", "wrr3": "nat", "ha": "nat", "ha-tcp": "nat", "dr": "dr", "tun": "tun"}
+MODES = {"seed": "nat", "wrr3": "nat", "ha": "nat", "ha-tcp": "nat", "dr": "dr", "tun": "tun", "tun-ha": "tun"}
 OPERATION_KEYS = {"create", "update", "replace", "delete", "same"}
-HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}, "dr": {"preempt": True}}
+HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}, "dr": {"preempt": True}, "tun-ha": {"preempt": True}}
 # CI runs the seed (the ipvsadm path, every lifecycle) and `ha` (keepalived, every fault), both
 # NAT, whose forwarding evidence proves the observation itself (replies through the director);
 # the others would take it past 90 minutes on a machine three times slower than this one.
-BEYOND_CI = {"wrr3", "ha-tcp", "dr", "tun"}
+BEYOND_CI = {"wrr3", "ha-tcp", "dr", "tun", "tun-ha"}
 
 
 def scenarios(names: list[str]) -> list[Any]:
