@@ -58,18 +58,17 @@ def counted_since(before: dict[str, int] | None, after: dict[str, int] | None) -
     return {key: value - (before or {}).get(key, 0) for key, value in (after or {}).items()}
 
 
-def mac_owners(ctx: RunContext, state: StackState) -> dict[str, str]:
+def mac_owners(state: StackState) -> dict[str, str]:
     """Each NIC's MAC, by the node that owns it."""
     node_of_domain = {state.settings.domain_name(name): name for name in state.topology.nodes()}
     return {nic.mac.lower(): node_of_domain.get(guest.name, guest.name) for guest in state.topology.guests for nic in guest.nics}
 
 
-def client_side(ctx: RunContext, state: StackState) -> tuple[str, IPv4Address]:
+def client_side(ctx: RunContext, state: StackState, taps: dict[tuple[str, str], str]) -> tuple[str, IPv4Address]:
     """The device where the client's frames pass (its NIC's tap, else the external network's
     bridge, the namespace's side), and the address the requests come from."""
     settings = state.settings
     if settings.client is not None:
-        taps = ctx.cluster.tap_devices()
         return taps[(settings.domain_name(settings.client.name), settings.external.name)], settings.client.ip
     return ctx.cluster.bridge_names()[settings.external.name], settings.external.host_ip
 
@@ -107,9 +106,10 @@ class Forwarding:
         mode, port = settings.service.mode, settings.service.port
         tunnel = settings.service.tunnel.type if settings.service.tunnel is not None else None
         directors = {peer.name: ctx.node(state, peer.name) for peer in settings.directors}
-        device, client = client_side(ctx, state)
         taps = ctx.cluster.tap_devices()
-        web_bpf = f"tcp port {port} or ip proto 4 or ip proto 47" + (f" or udp port {gue_port(settings)}" if gue_port(settings) else "")
+        device, client = client_side(ctx, state, taps)
+        gue = gue_port(settings)
+        web_bpf = f"tcp port {port} or ip proto 4 or ip proto 47" + (f" or udp port {gue}" if gue else "")
         before = {name: ipvs_packets(node, settings) for name, node in directors.items()}
         with contextlib.ExitStack() as stack:
             client_capture = stack.enter_context(ctx.cluster.capture(device, f"tcp and host {settings.vip} and port {port}"))
@@ -121,11 +121,11 @@ class Forwarding:
             }
             lines = ctx.send_requests(state, state.vip_url, FORWARDING_REQUESTS)
             at_client = list(segments(client_capture.stop()))
-            at_webs = {key: list(segments(capture.stop(), gue_port=gue_port(settings))) for key, capture in web_captures.items()}
+            at_webs = {key: list(segments(capture.stop(), gue_port=gue)) for key, capture in web_captures.items()}
         after = {name: ipvs_packets(node, settings) for name, node in directors.items()}
 
         counters = {name: counted_since(before[name], after[name]) for name in directors if after[name] is not None}
-        owners = mac_owners(ctx, state)
+        owners = mac_owners(state)
         syn_acks = [s for s in at_client if s.src == settings.vip and s.sport == port and s.syn and s.ack]
         senders = Counter(owners.get(s.src_mac, s.src_mac) for s in syn_acks)
         webs = {web.name for web in settings.web_servers}
