@@ -82,7 +82,18 @@ class DirectRouting:
     description: str = "direct routing (DR)"
     ipvsadm_method: str = "-g"
     keepalived_method: str = "lvs_method DR"
-    real_server: RealServerSide | None = RealServerSide(vip_device="lo")
+    real_server: RealServerSide | None = RealServerSide(
+        vip_device="lo",
+        sysctls=(
+            *RealServerSide.sysctls,
+            # One director has no address on the segment but the VIP, so its ARP requests for a
+            # web node come from the VIP, which the node holds on lo: without accept_local it
+            # drops them as martians and the director never learns its MAC. accept_local needs
+            # a loose (or no) reverse-path check to act; `all` wins over a stricter interface.
+            ("net.ipv4.conf.all.accept_local", "1"),
+            ("net.ipv4.conf.all.rp_filter", "2"),
+        ),
+    )
 
     def real_ip(self, web: WebServerSettings) -> IPv4Address:
         assert web.external_ip is not None, "the config requires externalIp in dr"

@@ -31,15 +31,22 @@ SCENARIOS = {
     "tun": ["--config", "tests/Pulumi.tun.yaml"],
     # IP tunnelling with keepalived: GRE, HTTP checks and a pair, other subnets and names.
     "tun-ha": ["--config", "tests/Pulumi.tun-ha.yaml"],
+    # Direct routing with ipvsadm and one director (the VIP its only external address): wrr 1:3.
+    "dr-solo": ["--config", "tests/Pulumi.dr-solo.yaml"],
+    # IP tunnelling over GUE (UDP port 6080) with ipvsadm and one director.
+    "tun-gue": ["--config", "tests/Pulumi.tun-gue.yaml"],
 }
 # The forwarding mode each scenario's stack declares; the report says what was observed.
-MODES = {"seed": "nat", "wrr3": "nat", "ha": "nat", "ha-tcp": "nat", "dr": "dr", "tun": "tun", "tun-ha": "tun"}
+MODES = {
+    **{"seed": "nat", "wrr3": "nat", "ha": "nat", "ha-tcp": "nat"},
+    **{"dr": "dr", "dr-solo": "dr", "tun": "tun", "tun-ha": "tun", "tun-gue": "tun"},
+}
 OPERATION_KEYS = {"create", "update", "replace", "delete", "same"}
 HA_SCENARIOS = {"ha": {"preempt": True}, "ha-tcp": {"preempt": False}, "dr": {"preempt": True}, "tun-ha": {"preempt": True}}
 # CI runs the seed (the ipvsadm path, every lifecycle) and `ha` (keepalived, every fault), both
 # NAT, whose forwarding evidence proves the observation itself (replies through the director);
 # the others would take it past 90 minutes on a machine three times slower than this one.
-BEYOND_CI = {"wrr3", "ha-tcp", "dr", "tun", "tun-ha"}
+BEYOND_CI = {"wrr3", "ha-tcp", "dr", "dr-solo", "tun", "tun-ha", "tun-gue"}
 
 
 def scenarios(names: list[str]) -> list[Any]:

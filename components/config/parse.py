@@ -134,10 +134,11 @@ def parse_settings(
     ]
     _unique(names, "name", repr)
     _unique_volumes(stack, names)
-    if service.mode == "dr" and director.pair is None:
+    if service.mode == "dr" and director.pair is None and health_check is not None:
         raise ConfigError(
-            "lvs:director.pair: missing (required in mode dr: one director's VIP is its only external address, which the web "
-            "nodes hold too and so drop its ARP requests and health checks; a pair keeps each director's own address beside the VIP)"
+            f"lvs:healthCheck: type {health_check.type} in mode dr needs lvs:director.pair: one director's only external "
+            "address is the VIP, which the web nodes hold on lo, so they would answer its checks to themselves; "
+            "a pair keeps each director's own address beside the VIP (or remove the key: ipvsadm, no checks)"
         )
     if director.pair is not None or health_check is not None:
         _unique_keepalived_commands(director_names, [(f"lvs:webServers[{i}].name", web.name) for i, web in enumerate(web_servers)])
