@@ -170,6 +170,12 @@ def test_director_has_two_nics_forwarding_and_ipvs(seed_plan: Plan) -> None:
     modules = [line for line in written["/etc/modules-load.d/lvs-cluster.conf"].splitlines() if not line.startswith("#")]
     assert modules[0] == "ip_vs" and {"ip_vs_rr", "ip_vs_wrr", "ip_vs_mh", "ip_vs_ovf"} <= set(modules)
     assert ["modprobe", "-a", *modules] in document["runcmd"]
+    # A reused client port is scheduled afresh, never to a real server that left the table;
+    # its sysctls exist only once IPVS is loaded.
+    sysctls = written["/etc/sysctl.d/90-lvs-cluster.conf"]
+    assert "net.ipv4.vs.conn_reuse_mode = 3" in sysctls and "net.ipv4.vs.expire_nodest_conn = 1" in sysctls
+    runcmd = document["runcmd"]
+    assert runcmd.index(["modprobe", "-a", *modules]) < runcmd.index(["sysctl", "--load=/etc/sysctl.d/90-lvs-cluster.conf"])
     assert 'AUTO="true"' in written["/etc/default/ipvsadm"]
     assert {"ipvsadm", "iptables", "iptables-persistent"} <= set(document["packages"])
     # Cloud-init prepares; it holds no rules.
