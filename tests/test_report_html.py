@@ -208,3 +208,9 @@ def test_the_page_says_who_answered_the_vip_and_how_large_transfers_fared() -> N
     assert "arrived at web1@lvs-dr-external" in table
     assert "GET 10/10\nwhole (median 0.05 s), POST 9/10 whole\n(median 0.08 s)" in page
     assert "over one straight from a web node:\n0.9." in page
+
+
+def test_the_floor_ratio_is_recomputable_from_the_reported_figures() -> None:
+    # The seed's run of stop 31: 5 guests on 2 cores, one solo boot of 73.9 s, ready in 328 s.
+    timings = floor_timings({"solo_boot_s": 73.9, "clusterReadySeconds": 328, "guests_at_once": 5}, cores=2)
+    assert timings == {"floorSeconds": 184.8, "floorRatio": round(328 / 184.8, 2), "cores": 2}
